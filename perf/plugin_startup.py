@@ -1,0 +1,54 @@
+"""How much slower is a pytest run in an unrelated project when this plugin is installed?
+
+Runs the same small, unrelated test suite many times with the plugin on and with ``-p no:aienergyscore``,
+interleaved so that machine noise hits both alike, and compares the medians. Target: at most 10 ms.
+
+    python perf/plugin_startup.py [--runs 21] [--limit-ms 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUITE = "\n".join(f"def test_{i}():\n    assert {i} + 1 == {i + 1}\n" for i in range(30))
+
+
+def timed_run(project: Path, extra: list[str]) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIENERGYSCORE", "BENCHMARK_BACKEND"))}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--limit-ms", type=float, default=10.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        (project / "test_unrelated.py").write_text(SUITE)
+        (project / "pytest.ini").write_text("[pytest]\n")
+        timed_run(project, [])  # warm the file cache and bytecode
+        on, off = [], []
+        for _ in range(args.runs):
+            on.append(timed_run(project, []))
+            off.append(timed_run(project, ["-p", "no:aienergyscore"]))
+    med_on, med_off = statistics.median(on), statistics.median(off)
+    diff_ms = (med_on - med_off) * 1000
+    print(f"plugin on : median {med_on * 1000:.1f} ms over {args.runs} runs")
+    print(f"plugin off: median {med_off * 1000:.1f} ms over {args.runs} runs")
+    print(f"difference: {diff_ms:+.1f} ms (limit {args.limit_ms:g} ms)")
+    return 0 if diff_ms <= args.limit_ms else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

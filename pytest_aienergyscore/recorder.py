@@ -1,0 +1,141 @@
+"""The object behind the ``energy_meter`` fixture: meter any block of code as a named phase of the current test.
+
+    def test_my_model(energy_meter):
+        energy_meter.set(model="org/name", task="text_generation")
+        with energy_meter.measure("decode", samples=len(prompts)) as phase:
+            phase.tokens = run(prompts)
+
+Phases may be several per test and may nest. A block that raises records nothing for itself, but the phases finished
+before it are kept and written with the test's outcome.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .energy import Measurement
+from .records import Phase, Record
+from .session import EnergySession
+
+log = logging.getLogger("pytest_aienergyscore")
+_window_ids = itertools.count()
+
+IDENTITY_FIELDS = ("model", "task", "processor", "model_class", "backend", "queries")
+
+
+@dataclass
+class PhaseHandle:
+    """Yielded by :meth:`EnergyRecorder.measure`; set counts known only after the work, read the result after."""
+
+    name: str
+    samples: int | None = None
+    tokens: int | None = None
+    repetition: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    measurement: Measurement | None = None
+
+
+class EnergyRecorder:
+    """Collects the phases of one test into a :class:`Record` for the session."""
+
+    def __init__(self, session: EnergySession, nodeid: str, metadata: dict[str, Any] | None = None) -> None:
+        self.session = session
+        self.nodeid = nodeid
+        self.enabled = not session.settings.disabled
+        self.phases: list[Phase] = []
+        # Code under energy_meter is the test's own; energy_star sets the backend it actually used.
+        self.identity: dict[str, Any] = {"backend": "custom"}
+        self.metadata: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.dataset: dict[str, Any] = {}
+        self.counts: dict[str, Any] = {}
+        self.log_lines: list[str] = []
+        self.started_at = time.time()
+        if metadata:
+            self.set(**metadata)
+
+    def set(self, **values: Any) -> None:
+        """Tag the benchmark: model, task, processor, model_class, backend, queries; other keys go to metadata."""
+        for key, value in values.items():
+            if key in IDENTITY_FIELDS:
+                self.identity[key] = value
+            else:
+                self.metadata[key] = value
+
+    def note(self, text: str) -> None:
+        """A sentence that belongs in the record and its report (e.g. which dataset stood in for the official one)."""
+        self.notes.append(text)
+        self._log(f"note: {text}")
+
+    @contextmanager
+    def measure(
+        self, phase: str, samples: int | None = None, tokens: int | None = None, repetition: int = 0, **details: Any
+    ) -> Iterator[PhaseHandle]:
+        """Meter the block as phase ``phase``. Counts can be given up front or set on the yielded handle."""
+        handle = PhaseHandle(phase, samples, tokens, repetition, dict(details))
+        if not self.enabled:
+            yield handle
+            return
+        meter = self.session.meter
+        window = f"{phase}#{next(_window_ids)}"
+        meter.begin_window(window)
+        try:
+            yield handle
+        except BaseException:
+            meter.cancel_window(window)
+            self._log(f"phase {phase}: raised, nothing recorded for it")
+            raise
+        measurement = meter.end_window(window)
+        handle.measurement = measurement
+        self.add_phase(
+            Phase(phase, measurement, handle.samples, handle.tokens, handle.repetition, dict(handle.details))
+        )
+
+    def add_phase(self, phase: Phase) -> None:
+        """Record a phase measured elsewhere (e.g. read from optimum-benchmark's report)."""
+        self.phases.append(phase)
+        m = phase.measurement
+        energies = ", ".join(f"{d.device} {d.joules:.3f} J ({d.scope}, {d.kind})" for d in m.devices)
+        self._log(
+            f"phase {phase.name} (repetition {phase.repetition}): {m.duration_s:.3f} s, {energies}, meter {m.meter}, "
+            f"samples {phase.samples}, tokens {phase.tokens}" + (f"; {'; '.join(m.warnings)}" if m.warnings else "")
+        )
+
+    def _log(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.log_lines.append(f"{stamp} {text}")
+        log.info(text)
+
+    def to_record(self, outcome: str, captured: str = "") -> Record | None:
+        """The finished record, or None when nothing was metered (then the test leaves no files)."""
+        if not self.phases:
+            return None
+        info = self.session.meter.info().to_dict() if self.enabled else {}
+        log_text = "\n".join(self.log_lines) + "\n"
+        if captured:
+            log_text += "\n" + captured
+        return Record(
+            nodeid=self.nodeid,
+            backend=self.identity.get("backend") or "custom",
+            model=self.identity.get("model"),
+            task=self.identity.get("task"),
+            processor=self.identity.get("processor"),
+            model_class=self.identity.get("model_class"),
+            queries=self.identity.get("queries"),
+            phases=list(self.phases),
+            meter=info,
+            dataset=dict(self.dataset),
+            counts=dict(self.counts),
+            metadata=dict(self.metadata),
+            notes=list(self.notes),
+            outcome=outcome,
+            started_at=self.started_at,
+            finished_at=time.time(),
+            log=log_text,
+        )

@@ -1,0 +1,1 @@
+"""Reporting helpers: turning measured energy into AI Energy Score results."""

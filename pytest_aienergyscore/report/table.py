@@ -1,0 +1,70 @@
+"""The terminal summary: one row per benchmark, energies in Wh with their device and meter, warnings counted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..records import Record
+from .comparability import not_comparable_reasons
+
+HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "notes")
+
+
+def format_wh(value: float | None) -> str:
+    """Readable at every size: tiny CPU estimates and big GPU runs alike (never a bare 0.00 for a real figure)."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    if abs(value) >= 0.01:
+        return f"{value:.3f}"
+    return f"{value:.2e}"
+
+
+def _notes(record: Record) -> str:
+    notes = []
+    if record.energy_kind() == "estimate":
+        notes.append("estimate")
+    if record.outcome != "passed":
+        notes.append(record.outcome)
+    warnings = record.warnings()
+    if warnings:
+        notes.append(f"{len(warnings)} warning{'s' * (len(warnings) > 1)}")
+    if not_comparable_reasons(record):
+        notes.append("not comparable")
+    return ", ".join(notes) or "ok"
+
+
+def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for record in records:
+        phases = " ".join(f"{name}={format_wh(record.phase_wh(name))}" for name in record.phase_names())
+        out.append(
+            (
+                record.nodeid.rsplit("::", 1)[-1],
+                f"{record.headline_scope()}/{record.meter_name()}",
+                phases,
+                format_wh(record.total_wh()),
+                format_wh(record.wh_per_1000_queries()),
+                _notes(record),
+            )
+        )
+    return out
+
+
+def render(records: Sequence[Record], max_name: int = 48) -> list[str]:
+    """The table as lines; empty when nothing was metered."""
+    body = [(r[0] if len(r[0]) <= max_name else r[0][: max_name - 1] + "…", *r[1:]) for r in rows(records)]
+    if not body:
+        return []
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(HEADERS)]
+    right = {3, 4}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return [line(HEADERS).rstrip(), line(["-" * w for w in widths]), *(line(r).rstrip() for r in body)]
