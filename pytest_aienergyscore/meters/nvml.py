@@ -53,7 +53,9 @@ def visible_nvml_indices(nvml: ModuleType, env: dict[str, str] | None = None) ->
     uuids = [_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
     indices: list[int] = []
     for entry in (e.strip() for e in raw.split(",")):
-        if entry.isdigit() and int(entry) < count:
+        if entry.isdigit():  # an index, never a UUID prefix; an index past the last GPU ends the list
+            if int(entry) >= count:
+                break
             found = int(entry)
         else:
             matches = [i for i, u in enumerate(uuids) if entry and (u.startswith(entry) or u[4:].startswith(entry))]
@@ -93,7 +95,10 @@ class NvmlMeter(Meter):
         super().__init__()
         self.nvml = nvml if nvml is not None else load_pynvml()
         self.ordinals = tuple(ordinals)
-        self._handles = self._resolve_handles(env)
+        self._env = dict(os.environ) if env is None else env
+        self._handles = self._resolve_handles(self._env)
+        # Exact integers relative to the first reading: absolute mJ as floats lose joules near 2**64.
+        self._first_mj: dict[str, int] = {}
         self._last_mj: dict[str, int] = {}
         self._offset_mj: dict[str, int] = {}
         self._resets = 0
@@ -106,9 +111,10 @@ class NvmlMeter(Meter):
         else:
             for key, handle in self._handles.items():
                 self._last_mj[key] = int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                self._first_mj[key] = self._last_mj[key]
                 self._offset_mj[key] = 0
 
-    def _resolve_handles(self, env: dict[str, str] | None) -> dict[str, Any]:
+    def _resolve_handles(self, env: dict[str, str]) -> dict[str, Any]:
         visible = visible_nvml_indices(self.nvml, env)
         handles: dict[str, Any] = {}
         for ordinal in self.ordinals:
@@ -120,7 +126,7 @@ class NvmlMeter(Meter):
             else:
                 raise MeterUnavailable(
                     f"--energy-gpus {ordinal}: this process sees {len(visible)} GPU(s) "
-                    f"(ordinals 0..{len(visible) - 1}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')})"
+                    f"(ordinals 0..{len(visible) - 1}; CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')})"
                 )
             handles[f"cuda:{ordinal}"] = handle
         return handles
@@ -158,7 +164,7 @@ class NvmlMeter(Meter):
                     self._resets += 1
                     self._offset_mj[key] += last
             self._last_mj[key] = raw
-            joules[key] = (raw + self._offset_mj[key]) / 1000.0
+            joules[key] = (raw + self._offset_mj[key] - self._first_mj[key]) / 1000.0
         return Reading(mono, wall, joules, resets=self._resets)
 
     def device_scopes(self) -> dict[str, str]:
