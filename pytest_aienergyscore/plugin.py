@@ -98,6 +98,19 @@ def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
         energy.add(record)
 
 
+@pytest.fixture
+def energy_star(request: pytest.FixtureRequest, energy_meter: EnergyRecorder) -> Any:
+    """Run the AI Energy Score protocol: ``energy_star(task="text_generation", model="org/name")`` -> Record.
+
+    Uses the session's backend (``--backend``), dataset and sample options. Keyword overrides change the task's
+    generation/call parameters (e.g. ``max_new_tokens=4``); ``skip_unavailable=True`` skips, rather than fails,
+    when the model cannot be had on this machine. Bad input fails the test in one line.
+    """
+    from .star import EnergyStar
+
+    return EnergyStar(_session(request.config), energy_meter)
+
+
 def _captured(report: pytest.TestReport | None) -> str:
     if report is None:
         return ""

@@ -75,9 +75,19 @@ class EnergyRecorder:
 
     @contextmanager
     def measure(
-        self, phase: str, samples: int | None = None, tokens: int | None = None, repetition: int = 0, **details: Any
+        self,
+        phase: str,
+        samples: int | None = None,
+        tokens: int | None = None,
+        repetition: int = 0,
+        record: bool = True,
+        **details: Any,
     ) -> Iterator[PhaseHandle]:
-        """Meter the block as phase ``phase``. Counts can be given up front or set on the yielded handle."""
+        """Meter the block as phase ``phase``. Counts can be given up front or set on the yielded handle.
+
+        ``record=False`` meters without recording a phase (the measurement is left on the handle), for windows
+        that only serve to derive another phase, such as a full generation from which decode is derived.
+        """
         handle = PhaseHandle(phase, samples, tokens, repetition, dict(details))
         if not self.enabled:
             yield handle
@@ -93,6 +103,8 @@ class EnergyRecorder:
             raise
         measurement = meter.end_window(window)
         handle.measurement = measurement
+        if not record:
+            return
         self.add_phase(
             Phase(phase, measurement, handle.samples, handle.tokens, handle.repetition, dict(handle.details))
         )

@@ -47,6 +47,16 @@ class EnergySession:
         self._session_dir: Path | None = None
         self._store: RecordStore | None = None
         self.outcome: SessionOutcome | None = None
+        self._backend_cache: Any = None
+
+    @property
+    def backend_cache(self) -> Any:
+        """Loaded models, shared by the session's energy_star benchmarks (created on first use)."""
+        if self._backend_cache is None:
+            from .runner import BackendCache
+
+            self._backend_cache = BackendCache()
+        return self._backend_cache
 
     # -- meter ----------------------------------------------------------------------------------------------
     @property
@@ -128,6 +138,8 @@ class EnergySession:
                 },
             }
             outcome.summary_json, outcome.summary_csv = write_session_summary(self.session_dir, rows, meta)
+        if self._backend_cache is not None:
+            self._backend_cache.close()
         if self._meter is not None:
             self._meter.close()
         self.outcome = outcome

@@ -61,6 +61,16 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError("a whole number >= 0")
+    return value
+
+
 def _gpu_list(raw: str) -> tuple[int, ...]:
     """CUDA device ordinals as the process sees them (after CUDA_VISIBLE_DEVICES), e.g. ``0`` or ``0,1``."""
     parts = [p.strip() for p in raw.split(",") if p.strip()]
@@ -188,6 +198,56 @@ OPTIONS: tuple[OptionSpec, ...] = (
         choices=CPU_SCOPES,
     ),
     OptionSpec(
+        "energy_dataset",
+        "dataset",
+        "--energy-dataset",
+        "Dataset for energy_star benchmarks instead of the task's official one: a local jsonl/json/csv/parquet file "
+        "or a Hub dataset id.",
+        _text,
+        env="AIENERGYSCORE_DATASET",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "energy_samples",
+        "samples",
+        "--energy-samples",
+        "Run each energy_star benchmark on N samples instead of the protocol's 1,000 (the per-1,000 figure is "
+        "then scaled, and marked so).",
+        _positive_int,
+        env="AIENERGYSCORE_SAMPLES",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_repeat",
+        "repeat",
+        "--energy-repeat",
+        "Run the metered phases N times; reports give mean, standard deviation and coefficient of variation.",
+        _positive_int,
+        default=1,
+        env="AIENERGYSCORE_REPEAT",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_warmup",
+        "warmup",
+        "--energy-warmup",
+        "Unmetered warm-up runs before the metered phases.",
+        _non_negative_int,
+        default=10,
+        env="AIENERGYSCORE_WARMUP",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_trust_remote_code",
+        "trust_remote_code",
+        "--energy-trust-remote-code",
+        "Let transformers run model code shipped with a model repository (off by default).",
+        _bool,
+        default=False,
+        env="AIENERGYSCORE_TRUST_REMOTE_CODE",
+        is_flag=True,
+    ),
+    OptionSpec(
         "energy_disable",
         "disabled",
         "--no-energy",
@@ -213,6 +273,11 @@ class Settings:
     gpus: tuple[int, ...] = (0,)
     cpu_watts: float = 10.0
     cpu_scope: str = "process"
+    dataset: str | None = None
+    samples: int | None = None
+    repeat: int = 1
+    warmup: int = 10
+    trust_remote_code: bool = False
     disabled: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -260,8 +325,9 @@ def build_settings(
         base = rootdir if sources["energy_output"] in ("default", "ini key energy_output") else cwd
         output = base / output
     values["energy_output"] = output
-    if values["energy_vllm_endpoint"] == "":
-        values["energy_vllm_endpoint"] = None
+    for dest in ("energy_vllm_endpoint", "energy_dataset"):
+        if values[dest] == "":
+            values[dest] = None
     fields = {spec.dest: spec.attr for spec in OPTIONS}
     kwargs = {fields[dest]: value for dest, value in values.items()}
     return Settings(**kwargs, sources={fields[dest]: source for dest, source in sources.items()})

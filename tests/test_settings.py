@@ -18,6 +18,11 @@ CASES = {
     "energy_cpu_watts": ("5", "7.5", "12", 5.0, 7.5, 12.0),
     "energy_cpu_scope": ("machine", "process", "machine", "machine", "process", "machine"),
     "energy_disable": ("true", "0", None, True, False, True),
+    "energy_dataset": ("a.jsonl", "b.csv", "c.parquet", "a.jsonl", "b.csv", "c.parquet"),
+    "energy_samples": ("5", "6", "7", 5, 6, 7),
+    "energy_repeat": ("2", "3", "4", 2, 3, 4),
+    "energy_warmup": ("0", "1", "2", 0, 1, 2),
+    "energy_trust_remote_code": ("yes", "no", None, True, False, True),
 }
 
 BAD = {
@@ -27,6 +32,10 @@ BAD = {
     "energy_cpu_watts": "-3",
     "energy_cpu_scope": "cluster",
     "energy_disable": "maybe",
+    "energy_samples": "0",
+    "energy_repeat": "-1",
+    "energy_warmup": "-2",
+    "energy_trust_remote_code": "perhaps",
 }
 
 SPECS = {spec.dest: spec for spec in OPTIONS}

@@ -1,0 +1,16 @@
+"""Image captioning, AI Energy Score protocol, on the --backend.
+
+Models that cannot be had on this machine (not cached, Hub offline) are skipped with a one-line reason.
+Add your own model ids or local folders to MODELS.
+"""
+
+import pytest
+
+MODELS = [
+    "Salesforce/blip-image-captioning-base",
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_image_captioning(energy_star, model):
+    energy_star(task="image_captioning", model=model, skip_unavailable=True)

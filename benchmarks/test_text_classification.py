@@ -1,0 +1,16 @@
+"""Text classification, AI Energy Score protocol, on the --backend.
+
+Models that cannot be had on this machine (not cached, Hub offline) are skipped with a one-line reason.
+Add your own model ids or local folders to MODELS.
+"""
+
+import pytest
+
+MODELS = [
+    "lvwerra/distilbert-imdb",
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_text_classification(energy_star, model):
+    energy_star(task="text_classification", model=model, skip_unavailable=True)

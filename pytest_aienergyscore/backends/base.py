@@ -1,0 +1,85 @@
+"""What every backend does for the runner: load a model, prepare a task's samples, and run one phase over them.
+
+A backend generates work and counts it; it never meters and never writes files (the runner and the reports do).
+That split lets one runner apply the same protocol, warm-up and repetitions to transformers, optimum-benchmark
+and a vLLM server alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..tasks import TaskSpec
+
+Progress = Callable[[int], None]
+
+
+class BackendError(RuntimeError):
+    """A failure the user can act on, in one line (bad model for the task, server refused, ...)."""
+
+
+class ModelUnavailable(BackendError):
+    """The model cannot be had here (not a local folder, not cached, Hub offline)."""
+
+
+@dataclass
+class Prepared:
+    """A task's samples after preprocessing, ready for the model; counts say what preprocessing did."""
+
+    inputs: list[Any]
+    input_tokens: int | None = None
+    truncated: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class PhaseWork:
+    """What one phase processed: samples, tokens (from the tokenizer or the server, never estimated), images."""
+
+    samples: int
+    tokens: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything that decides which model object a backend builds (also the cache key for reuse)."""
+
+    model: str
+    processor: str | None
+    task: TaskSpec
+    device: str
+    trust_remote_code: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+class Backend(ABC):
+    """One way of generating a task's work. Subclasses are created through :func:`..backends.create_backend`."""
+
+    name = "backend"
+    # Where the work's CPU time shows up for the estimate meter: this process, or the whole machine (a server).
+    cpu_scope = "process"
+
+    @abstractmethod
+    def load(self, request: LoadRequest) -> dict[str, Any]:
+        """Load the model (not metered). Returns facts for the record: class, dtype, device, parameters."""
+
+    @abstractmethod
+    def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
+        """Turn samples into model inputs (metered as ``preprocess``)."""
+
+    @abstractmethod
+    def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
+        """Run one phase (prefill, generate, forward, call) over every prepared input, one at a time."""
+
+    def warmup(self, prepared: Prepared, runs: int, overrides: dict[str, Any]) -> None:  # noqa: B027
+        """Unmetered runs on the first input so that kernels, caches and clocks are warm."""
+
+    def close(self) -> None:  # noqa: B027
+        """Free the model (the runner keeps at most one loaded)."""

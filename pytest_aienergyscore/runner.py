@@ -1,0 +1,243 @@
+"""One AI Energy Score benchmark: load (not metered), preprocess (metered), warm up (not metered), then the task's
+metered phases over every sample, repeated as asked, into the test's record.
+
+Decode is never metered on its own, because generation cannot be split inside one ``generate`` call: like
+optimum-benchmark's energy_star we meter a prefill pass (one new token per sample) and a full generation pass over
+the whole dataset, and decode = generation - prefill. Unlike it we never pass on a negative decode: it is clamped to
+zero, flagged, and every decode phase carries the split's uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends import Backend, LoadRequest, Prepared, create_backend
+from .datasets import load_samples
+from .energy import CONFIDENCE_LOW, CONFIDENCE_OK, CONFIDENCE_UNTRUSTWORTHY, DeviceEnergy, Measurement
+from .recorder import EnergyRecorder
+from .records import Phase
+from .tasks import TaskSpec
+
+PROGRESS_MIN_SAMPLES = 20
+_CONFIDENCE_ORDER = (CONFIDENCE_OK, CONFIDENCE_LOW, CONFIDENCE_UNTRUSTWORTHY)
+
+
+@dataclass
+class BenchmarkRequest:
+    task: TaskSpec
+    model: str
+    processor: str | None = None
+    dataset: str | None = None
+    samples: int | None = None
+    repeat: int = 1
+    warmup: int = 10
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def load_request(self) -> LoadRequest:
+        return LoadRequest(self.model, self.processor, self.task, self.device, self.trust_remote_code)
+
+
+class BackendCache:
+    """Keeps the last loaded model, so that tests parametrized over tasks/samples of one model load it once;
+    loading another model frees the previous one (two large models rarely fit together)."""
+
+    def __init__(self, factory: Callable[[str], Backend] = create_backend) -> None:
+        self.factory = factory
+        self.key: tuple[str, LoadRequest] | None = None
+        self.backend: Backend | None = None
+        self.facts: dict[str, Any] = {}
+
+    def get(self, backend_name: str, request: LoadRequest) -> tuple[Backend, dict[str, Any]]:
+        key = (backend_name, request)
+        if self.key == key and self.backend is not None:
+            return self.backend, self.facts
+        self.close()
+        backend = self.factory(backend_name)
+        self.facts = backend.load(request)
+        self.key, self.backend = key, backend
+        return backend, self.facts
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.key, self.backend, self.facts = None, None, {}
+
+
+def default_device(gpus: tuple[int, ...]) -> str:
+    """The first metered GPU when torch sees CUDA, else the CPU."""
+    torch = sys.modules.get("torch") or __import__("torch")
+    return f"cuda:{gpus[0]}" if torch.cuda.is_available() else "cpu"
+
+
+class _Progress:
+    """A progress bar on the real terminal for long phases (pytest captures sys.stderr); silent otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.bar: Any = None
+        stream = sys.__stderr__
+        if total >= PROGRESS_MIN_SAMPLES and stream is not None and stream.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=label, file=stream, leave=False, mininterval=1.0, unit="sample")
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: BenchmarkRequest, cache: BackendCache) -> None:
+    """Run the protocol for one model and task, adding its phases to ``recorder``."""
+    task = request.task
+    backend, facts = cache.get(backend_name, request.load_request())
+    samples, info = load_samples(task, request.dataset, request.samples)
+    recorder.set(
+        model=request.model,
+        task=task.name,
+        processor=request.processor,
+        backend=backend.name,
+        queries=len(samples),
+        protocol=task.protocol(),
+        overrides=dict(request.overrides),
+        model_facts=facts,
+        warmup_runs=request.warmup,
+    )
+    if not info.official:
+        recorder.note(info.note or f"dataset {info.name} is not the official {task.dataset}")
+    elif info.note:
+        recorder.note(info.note)
+
+    prepared: Prepared | None = None
+    for repetition in range(request.repeat):
+        with recorder.measure("preprocess", samples=len(samples), repetition=repetition) as phase:
+            current = backend.preprocess(samples)
+            phase.tokens = current.input_tokens
+        prepared = prepared or current
+    assert prepared is not None
+    info.truncated = prepared.truncated
+    if prepared.truncated:
+        recorder.note(f"{prepared.truncated} inputs were longer than the model's window and were truncated")
+    recorder.dataset = info.to_dict()
+    recorder.counts.update(samples=len(samples), input_tokens=prepared.input_tokens, truncated=prepared.truncated)
+
+    backend.warmup(prepared, request.warmup, request.overrides)
+    label = request.model.rsplit("/", 1)[-1]
+    for repetition in range(request.repeat):
+        if task.is_generative:
+            _generative_phases(recorder, backend, prepared, request, repetition, label)
+        else:
+            phase_name = task.phases[-1]
+            progress = _Progress(len(prepared), f"{label} {phase_name}")
+            try:
+                with recorder.measure(phase_name, samples=len(prepared), repetition=repetition) as phase:
+                    work = backend.run(phase_name, prepared, request.overrides, progress)
+                    phase.tokens = work.tokens
+                    phase.details.update(work.details)
+            finally:
+                progress.close()
+    _summarise_repeats(recorder)
+
+
+def _generative_phases(
+    recorder: EnergyRecorder,
+    backend: Backend,
+    prepared: Prepared,
+    request: BenchmarkRequest,
+    repetition: int,
+    label: str,
+) -> None:
+    n = len(prepared)
+    progress = _Progress(n, f"{label} prefill")
+    try:
+        with recorder.measure("prefill", samples=n, repetition=repetition) as prefill:
+            work = backend.run("prefill", prepared, request.overrides, progress)
+            prefill.tokens = prepared.input_tokens
+            prefill.details.update(work.details, first_tokens=work.tokens)
+    finally:
+        progress.close()
+    progress = _Progress(n, f"{label} generate")
+    try:
+        with recorder.measure("generate", samples=n, repetition=repetition, record=False) as generate:
+            gen_work = backend.run("generate", prepared, request.overrides, progress)
+    finally:
+        progress.close()
+    assert prefill.measurement is not None and generate.measurement is not None
+    decode = derive_decode(prefill.measurement, generate.measurement)
+    decode_tokens = max((gen_work.tokens or 0) - n, 0)  # the first new token of each sample belongs to prefill
+    details = {
+        "method": "generate pass minus prefill pass, both over the whole dataset",
+        "generate_j": generate.measurement.joules(),
+        "prefill_j": prefill.measurement.joules(),
+        "generated_tokens": gen_work.tokens,
+        "uncertainty_j": split_uncertainty_j(prefill.measurement, generate.measurement),
+        **gen_work.details,
+    }
+    recorder.add_phase(Phase("decode", decode, n, decode_tokens, repetition, details))
+
+
+def derive_decode(prefill: Measurement, generate: Measurement) -> Measurement:
+    """generate - prefill per device, never negative; a clamped split is flagged, not hidden."""
+    before = {d.device: d.joules for d in prefill.devices}
+    devices, warnings = [], list(dict.fromkeys((*prefill.warnings, *generate.warnings)))
+    for device in generate.devices:
+        joules = device.joules - before.get(device.device, 0.0)
+        if joules < 0:
+            warnings.append(
+                f"{device.device}: prefill pass ({before[device.device]:.4g} J) used more than the whole generation "
+                f"({device.joules:.4g} J); decode set to 0 J, the split is within noise"
+            )
+            joules = 0.0
+        devices.append(DeviceEnergy(device.device, device.scope, joules, device.kind, device.meter))
+    clamped = len(warnings) > len(set((*prefill.warnings, *generate.warnings)))
+    confidence = max(prefill.confidence, generate.confidence, key=_CONFIDENCE_ORDER.index)
+    if clamped:
+        confidence = CONFIDENCE_UNTRUSTWORTHY
+    return Measurement(
+        name="decode",
+        meter=generate.meter,
+        kind=generate.kind,
+        duration_s=max(generate.duration_s - prefill.duration_s, 0.0),
+        devices=tuple(devices),
+        started_at=generate.started_at,
+        counter_period_s=generate.counter_period_s,
+        confidence=confidence,
+        valid=prefill.valid and generate.valid,
+        warnings=tuple(warnings),
+    )
+
+
+def split_uncertainty_j(prefill: Measurement, generate: Measurement) -> float:
+    """One counter period of average power at each of the four window edges, added in quadrature."""
+    edges = []
+    for m in (prefill, generate):
+        power = m.joules() / m.duration_s if m.duration_s > 0 else 0.0
+        edges.extend([power * m.counter_period_s] * 2)
+    return math.sqrt(sum(e * e for e in edges))
+
+
+def _summarise_repeats(recorder: EnergyRecorder) -> None:
+    """Mean, standard deviation and coefficient of variation per phase when phases were repeated."""
+    names = list(dict.fromkeys(p.name for p in recorder.phases))
+    stats = {}
+    for name in names:
+        values = [p.measurement.joules() for p in recorder.phases if p.name == name]
+        if len(values) < 2:
+            return
+        mean = statistics.fmean(values)
+        sd = statistics.stdev(values)
+        stats[name] = {"mean_j": mean, "stdev_j": sd, "cv": sd / mean if mean else None, "n": len(values)}
+    if stats:
+        recorder.set(repeat_stats=stats)
