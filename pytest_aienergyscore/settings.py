@@ -247,6 +247,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
         env="AIENERGYSCORE_TRUST_REMOTE_CODE",
         is_flag=True,
     ),
+    # -- vllm backend options (issue 4) go here --
+    # -- optimum backend options (issue 5) go here --
+    # -- CI gate and export options (issue 6) go here --
+    # -- AI Energy Score rules options (issue 7) go here --
+    # -- remote DCGM meter options (issue 8) go here --
     OptionSpec(
         "energy_disable",
         "disabled",
@@ -278,6 +283,11 @@ class Settings:
     repeat: int = 1
     warmup: int = 10
     trust_remote_code: bool = False
+    # -- vllm backend fields (issue 4) --
+    # -- optimum backend fields (issue 5) --
+    # -- CI gate and export fields (issue 6) --
+    # -- AI Energy Score rules fields (issue 7) --
+    # -- remote DCGM meter fields (issue 8) --
     disabled: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
