@@ -1,0 +1,487 @@
+"""The vllm backend against a real OpenAI-compatible server (``transformers serve`` with a tiny model built offline),
+driven as a user would drive it: a benchmark file run by pytest with ``--backend vllm``, then the files it leaves
+are read. Faults come from a proxy between the client and the real server; bad input from real endpoints that are
+wrong in one way each. The pure parts (endpoint forms, request fields, stream parsing) are checked directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_aienergyscore.backends import BackendError
+from pytest_aienergyscore.backends import vllm as vllm_backend
+from pytest_aienergyscore.backends.lean_http import CHUNKED, _decode_chunks, _parse_head
+from pytest_aienergyscore.backends.vllm import (
+    GENERIC,
+    TRANSFORMERS,
+    VLLM,
+    Load,
+    Result,
+    SteadyState,
+    StreamReader,
+    generation_fields,
+    is_local_host,
+    parse_endpoint,
+    query_fields,
+    steady_state_details,
+)
+from pytest_aienergyscore.tasks import get_task
+
+from .servers import (
+    Server,
+    fault_proxy,
+    files_containing,
+    free_port,
+    import_generation_stack,
+    not_found_server,
+    start_transformers_serve,
+)
+from .tiny_models import build_tiny_model
+
+# pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice in one
+# process, so the ML stack and the HTTP client are imported here, outside those runs.
+for _module in ("torch", "transformers", "httpx"):
+    pytest.importorskip(_module)
+import transformers  # noqa: E402
+
+transformers.AutoModel  # noqa: B018 - resolve the lazy module now
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / ".cache" / "tiny-models" / "text_generation"
+PROMPTS = [
+    "Tell me about the weather in spring.",
+    "Write a short poem about a lighthouse keeper who counts ships at night.",
+    "What is two plus two?",
+    "Name three colours of the rainbow.",
+    "Why is the sea salty?",
+]
+SECRET = "sk-test-0123-SECRET-value-9876"
+
+BENCHMARK = """
+import json, pathlib
+
+CASE = json.loads(pathlib.Path(__file__).with_name("case.json").read_text())
+
+def test_bench(energy_star):
+    energy_star(task=CASE["task"], model=CASE["model"], dataset=CASE["dataset"], **CASE["overrides"])
+"""
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_lm() -> Path:
+    model = build_tiny_model("text_generation", TINY)
+    import_generation_stack(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tserve(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real ``transformers serve`` for the whole session (about 5 s to start), stopped by its pid."""
+    server = start_transformers_serve(tiny_lm, tmp_path_factory.mktemp("tserve") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def project(pytester: pytest.Pytester, model: str, samples: int = 3, task: str = "text_generation", **overrides: Any):
+    """A benchmark file for one task on ``samples`` prompts; 10 new tokens unless overridden."""
+    rows = [{"text": PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f" ({i})")} for i in range(samples)]
+    dataset = pytester.path / "prompts.jsonl"
+    dataset.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    case = {"task": task, "model": model, "dataset": str(dataset), "overrides": overrides}
+    (pytester.path / "case.json").write_text(json.dumps(case))
+    pytester.makepyfile(test_bench=BENCHMARK)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "--energy-warmup=0", "-rf", *args)
+
+
+def vllm_args(endpoint: str, out: str = "results") -> list[str]:
+    return ["--backend=vllm", f"--vllm-endpoint={endpoint}", f"--energy-output={out}"]
+
+
+def report(root: Path, out: str = "results") -> dict[str, Any]:
+    [path] = list((root / out).glob("*/*/benchmark_report.json"))
+    return json.loads(path.read_text())
+
+
+def phase(report_: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in report_["phases"] if p["name"] == name)
+
+
+def failed_line(result: pytest.RunResult) -> str:
+    lines = [x for x in result.outlines if x.startswith("FAILED test_bench.py::test_bench - ")]
+    assert len(lines) == 1, result.outlines
+    return lines[0]
+
+
+# -- endpoint, request fields, stream parsing -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.0.0.1:8000/",
+        "http://127.0.0.1:8000/v1",
+        "http://127.0.0.1:8000/v1/",
+        "  http://127.0.0.1:8000/v1//  ",
+    ],
+)
+def test_endpoint_forms_are_one_endpoint(raw: str) -> None:
+    endpoint = parse_endpoint(raw)
+    assert str(endpoint) == "http://127.0.0.1:8000/v1"
+    assert endpoint.url("/models") == "http://127.0.0.1:8000/v1/models"
+
+
+def test_endpoint_prefix_and_default_ports_are_kept() -> None:
+    assert parse_endpoint("https://gw.example/serving/v1").url("/models") == "https://gw.example:443/serving/v1/models"
+    assert str(parse_endpoint("http://[::1]/v1")) == "http://[::1]:80/v1"
+
+
+@pytest.mark.parametrize("raw", ["127.0.0.1:8000", "ftp://host/v1", "http://", "http://h:99999/v1", "http://h/v1?x=1"])
+def test_endpoint_that_is_not_a_url_is_one_line_naming_it(raw: str) -> None:
+    with pytest.raises(BackendError, match="not an http") as err:
+        parse_endpoint(raw)
+    assert repr(raw.strip()) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_credentials_in_the_endpoint_are_refused_and_not_repeated() -> None:
+    with pytest.raises(BackendError) as err:
+        parse_endpoint(f"http://user:{SECRET}@127.0.0.1:8000/v1")
+    assert SECRET not in str(err.value) and "API key" in str(err.value)
+
+
+def test_missing_endpoint_says_how_to_give_one() -> None:
+    with pytest.raises(BackendError, match="--vllm-endpoint URL or set VLLM_ENDPOINT"):
+        parse_endpoint(None)
+
+
+def test_exact_lengths_are_asked_for_the_way_each_server_takes_them() -> None:
+    protocol = {**get_task("text_generation").generate_kwargs}
+    sent = generation_fields(VLLM, protocol)
+    assert sent["max_tokens"] == sent["min_tokens"] == 10 and sent["ignore_eos"] is True
+    assert sent["temperature"] == 0.0 and sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert "max_new_tokens" not in sent and "do_sample" not in sent and "num_beams" not in sent
+    served = generation_fields(TRANSFORMERS, protocol)
+    assert json.loads(served["generation_config"]) == {"min_new_tokens": 10} and "min_tokens" not in served
+    plain = generation_fields(GENERIC, protocol)
+    assert "min_tokens" not in plain and "generation_config" not in plain and plain["max_tokens"] == 10
+    reasoning = generation_fields(VLLM, {**get_task("reasoning").generate_kwargs})
+    assert reasoning["min_tokens"] == 1 and "ignore_eos" not in reasoning  # 1 to 8,192 tokens: EOS may end it
+    assert generation_fields(VLLM, {**protocol, "top_p": 0.5})["top_p"] == 0.5
+    with pytest.raises(BackendError, match="num_beams"):
+        generation_fields(VLLM, {**protocol, "num_beams": 4})
+
+
+def test_routes_and_the_reasoning_switch() -> None:
+    route, fields = query_fields(get_task("text_generation"), "Once upon a time")
+    assert (route, fields) == ("/completions", {"prompt": "Once upon a time"})
+    route, fields = query_fields(get_task("reasoning"), "Why?")
+    assert route == "/chat/completions" and fields["messages"] == [{"role": "user", "content": "Why?"}]
+    assert fields["chat_template_kwargs"] == {"enable_thinking": True} and "enable_thinking" not in fields
+    route, fields = query_fields(get_task("summarization"), "A long text.")
+    assert route == "/chat/completions" and "A long text." in fields["messages"][0]["content"]
+
+
+def _sse(events: list[Any], crlf: bool = False) -> bytes:
+    end = b"\r\n" if crlf else b"\n"
+    return b"".join(b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + end + end for e in events)
+
+
+VLLM_STREAM = _sse(
+    [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+        *({"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None}]} for _ in range(3)),
+        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}},
+        b"[DONE]",
+    ]
+)
+TSERVE_STREAM = _sse(
+    [
+        {"choices": [{"delta": {"role": "assistant"}, "index": 0}]},
+        *({"choices": [{"delta": {"content": "a"}, "index": 0}]} for _ in range(2)),
+        {"choices": [{"delta": {}, "index": 0, "finish_reason": "length"}], "usage": {"completion_tokens": 3}},
+    ],
+    crlf=True,
+)
+
+
+@pytest.mark.parametrize(("stream", "done"), [(VLLM_STREAM, True), (TSERVE_STREAM, False)])
+@pytest.mark.parametrize("piece", [1, 7, 10_000])
+def test_stream_reader_takes_both_servers_shapes_in_any_pieces(stream: bytes, done: bool, piece: int) -> None:
+    reader = StreamReader()
+    for i in range(0, len(stream), piece):
+        reader.feed(stream[i : i + piece], float(i + 1))  # "now" is the piece's first byte + 1
+    assert reader.usage is not None and reader.usage["completion_tokens"] == 3
+    blank = b"\r\n\r\n" if b"\r" in stream else b"\n\n"  # the event that ends the first token's line
+    last_byte = stream.index(blank, stream.index(b'"a"')) + len(blank) - 1
+    assert reader.first_token == (last_byte // piece) * piece + 1  # its piece's time; the role chunk is no token
+    assert reader.done is done and reader.error is None
+
+
+def test_stream_without_usage_is_counted_by_chunks() -> None:
+    reader = StreamReader()
+    reader.feed(_sse([{"choices": [{"text": "x"}]} for _ in range(4)]), 1.0)
+    assert reader.usage is None and reader.chunks == 4
+
+
+def test_usage_null_on_every_chunk_and_quoted_keys_in_text_are_not_usage() -> None:
+    reader = StreamReader()
+    tokens = [
+        {"choices": [{"delta": {"content": t}}], "usage": None} for t in ('say "usage"', '"completion_tokens": 99')
+    ]
+    final = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "completion_tokens_details": None}}
+    reader.feed(_sse([*tokens, final, b"[DONE]"]), 1.0)
+    assert reader.usage == {"completion_tokens": 2, "prompt_tokens": 4} and reader.chunks == 2
+
+
+def test_error_event_mid_stream_is_seen() -> None:
+    reader = StreamReader()
+    reader.feed(_sse([{"error": {"message": "EngineCore died", "code": 500}}, b"[DONE]"]), 1.0)
+    assert reader.error == "EngineCore died"
+
+
+def test_chunked_bodies_decode_whatever_arrived() -> None:
+    body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    assert _decode_chunks(body) == (b"hello world", b"", True)
+    assert _decode_chunks(body[:18]) == (b"hello", b"6\r", False)  # a chunk not complete yet waits in the buffer
+    assert _decode_chunks(b"0\r\n") == (b"", b"0\r\n", False)  # the last chunk needs its empty line
+    assert _decode_chunks(b"0\r\n\r\n") == (b"", b"", True)
+
+
+@pytest.mark.parametrize(
+    ("head", "framing", "reuse"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", 12, True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", CHUNKED, False),
+        (b"HTTP/1.0 200 OK\r\n\r\n", None, False),  # HTTP/1.0 without keep-alive: body until close
+        (b"HTTP/1.1 204 No Content\r\n\r\n", 0, True),
+    ],
+)
+def test_response_heads_give_framing_and_reuse(head: bytes, framing: int | None, reuse: bool) -> None:
+    import httpx
+
+    status, _, got_framing, keep_alive = _parse_head(head, httpx.Request("GET", "http://127.0.0.1/"))
+    assert (got_framing, keep_alive) == (framing, reuse) and 200 <= status < 300
+    with pytest.raises(httpx.RemoteProtocolError):
+        _parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", httpx.Request("GET", "http://127.0.0.1/"))
+
+
+def test_loopback_is_local_and_a_documentation_address_is_not() -> None:
+    assert is_local_host("127.0.0.1") and is_local_host("localhost") and is_local_host("::1")
+    assert not is_local_host("192.0.2.1")  # TEST-NET-1, never an address of this machine
+
+
+@pytest.mark.parametrize(
+    ("backend", "scope", "source", "device"),
+    [
+        ("vllm", "process", "default", "cpu-machine"),  # the server's CPU work is in another process
+        ("vllm", "process", "command line", "cpu"),  # told otherwise: as told
+        ("pytorch", "process", "default", "cpu"),
+    ],
+)
+def test_the_estimate_counts_the_machine_for_vllm_unless_told(
+    backend: str, scope: str, source: str, device: str
+) -> None:
+    from pytest_aienergyscore.session import EnergySession
+    from pytest_aienergyscore.settings import Settings
+
+    settings = Settings(backend=backend, meter="estimate", cpu_scope=scope, sources={"cpu_scope": source})
+    assert list(EnergySession(settings).meter.device_scopes()) == [device]
+
+
+def test_steady_state_counts_only_the_window_share_of_each_request() -> None:
+    load = Load(3, 2, None, SteadyState("s"))
+    load.steady.started, load.steady.ended = 10.0, 20.0
+    results = [
+        Result(True, 8.0, 12.0, first_token=9.0, completion_tokens=30),  # 2 of its 3 token-seconds inside
+        Result(True, 11.0, 19.0, first_token=11.0, completion_tokens=10),  # wholly inside
+        Result(True, 15.0, 25.0, first_token=15.0, completion_tokens=10),  # half inside, ends after
+    ]
+    details = steady_state_details(load, results)
+    assert details is not None and details["reached"] is True
+    assert details["requests_completed"] == 2 and details["tokens"] == pytest.approx(20 + 10 + 5)
+    assert details["energy_source"] is None and "no meter" in details["why_not_metered"]
+    assert steady_state_details(Load(3, 1, None, SteadyState("s")), results) is None  # the protocol: one at a time
+
+
+# -- a real server: transformers serve ------------------------------------------------------------------------------
+def test_pytorch_and_vllm_backends_count_the_same_tokens(bench: pytest.Pytester, tserve: Server, tiny_lm: Path) -> None:
+    project(bench, str(tiny_lm), samples=3)
+    run(bench, "--backend=pytorch", "--energy-output=torch").assert_outcomes(passed=1)
+    run(bench, *vllm_args(tserve.url + "/", "served")).assert_outcomes(passed=1)
+    torch_report, served = report(bench.path, "torch"), report(bench.path, "served")
+    counts = {
+        name: (phase(torch_report, name)["tokens"], phase(served, name)["tokens"]) for name in ("prefill", "decode")
+    }
+    print(f"tokens (pytorch, transformers serve): {counts}")
+    for name, (in_process, from_server) in counts.items():
+        assert from_server == in_process > 0, name
+    assert phase(served, "decode")["details"]["generated_tokens"] == 3 * 10
+    assert served["counts"]["input_tokens"] == torch_report["counts"]["input_tokens"] > 0
+    details = phase(served, "decode")["details"]
+    assert details["token_count_source"] == "server usage" and details["failed"] == 0
+    assert details["server"] == TRANSFORMERS and details["endpoint"] == f"{tserve.url}/v1"
+    assert json.loads(details["request_fields"]["generation_config"]) == {"min_new_tokens": 10}
+    assert 0 < details["ttft_s"]["p50"] <= details["latency_s"]["p50"]
+    facts = served["metadata"]["model_facts"]
+    assert facts["route"] == "/v1/completions" and facts["server_local"] is True
+    assert [d["device"] for d in served["meter"]["devices"]] == ["cpu-machine"]  # the server's CPU work counts
+
+
+def test_concurrency_meters_the_steady_state_window(bench: pytest.Pytester, tserve: Server, tiny_lm: Path) -> None:
+    project(bench, str(tiny_lm), samples=8)
+    run(bench, *vllm_args(tserve.url), "--energy-concurrency=4").assert_outcomes(passed=1)
+    details = phase(report(bench.path), "decode")["details"]
+    assert details["concurrency"] == 4 and details["succeeded"] == 8 and details["completion_tokens"] == 80
+    steady = details["steady_state"]
+    assert steady["reached"] is True and steady["energy_source"] == "metered"
+    assert 0 < steady["duration_s"] <= details["wall_s"] and 0 < steady["requests_completed"] <= 8
+    assert 0 < steady["tokens"] <= 80 and steady["energy_j"] >= 0 and steady["j_per_request"] is not None
+    assert steady["started_at"] < steady["ended_at"]
+
+
+def test_timeouts_5xx_drops_and_cut_streams_are_retried(bench: pytest.Pytester, tserve: Server, tiny_lm: Path) -> None:
+    project(bench, str(tiny_lm), samples=5)
+    with fault_proxy(tserve.port, stall_s=3.0) as proxy:
+        proxy.plan = ["drop", "pass", "503", "pass", "stall", "pass", "cut", "pass"]
+        result = run(bench, *vllm_args(proxy.url), "--vllm-timeout=1")
+    result.assert_outcomes(passed=1)
+    assert proxy.posts()[:8] == ["drop", "pass", "503", "pass", "stall", "pass", "cut", "pass"]
+    prefill, decode = phase(report(bench.path), "prefill")["details"], phase(report(bench.path), "decode")["details"]
+    assert prefill["retries"] == 4 and prefill["failed"] == 0 and prefill["succeeded"] == 5
+    assert decode["retries"] == 0 and decode["completion_tokens"] == 50
+    assert len(prefill["errors"]) == 0  # retried ones succeeded: nothing failed
+
+
+def test_more_than_5_percent_failed_fails_the_test_and_keeps_what_was_measured(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.05)
+    project(bench, str(tiny_lm), samples=5)
+    with fault_proxy(tserve.port) as proxy:
+        proxy.plan = ["pass"] * 5 + ["503"] * 4  # prefill passes, the first generate request fails every attempt
+        result = run(bench, *vllm_args(proxy.url))
+    result.assert_outcomes(failed=1)
+    line = failed_line(result)
+    assert f"1 of 5 requests to {proxy.url}/v1 failed (20.0% > 5% allowed)" in line
+    assert "stopped early, 4 not sent" in line and "HTTP 503: overloaded, try again" in line
+    assert "Traceback" not in "\n".join(result.outlines)
+    measured = report(bench.path)
+    assert measured["outcome"] == "failed"
+    assert [p["name"] for p in measured["phases"]] == ["preprocess", "prefill", "decode"]
+    decode = phase(measured, "decode")["details"]
+    assert decode["failed"] == 1 and decode["not_sent"] == 4 and decode["retries"] == 3
+
+
+def test_5_percent_failed_is_still_a_pass_and_says_so(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.05)
+    project(bench, str(tiny_lm), samples=20, max_new_tokens=2, min_new_tokens=2)
+    with fault_proxy(tserve.port) as proxy:
+        proxy.plan = ["pass"] * 20 + ["503"] * 4  # one of the 20 generate requests fails for good
+        run(bench, *vllm_args(proxy.url)).assert_outcomes(passed=1)
+    decode = phase(report(bench.path), "decode")["details"]
+    assert decode["failed"] == 1 and decode["succeeded"] == 19 and decode["failure_rate"] == 0.05
+    assert decode["errors"] == ["HTTP 503: overloaded, try again"] and "error" not in decode
+
+
+@pytest.fixture
+def refused_port() -> int:
+    return free_port()
+
+
+BAD_INPUT = {
+    "not a URL": (lambda s, p, n: ["--vllm-endpoint=localhost:8000"], "--vllm-endpoint 'localhost:8000': not an http"),
+    "unreachable": (
+        lambda s, p, n: [f"--vllm-endpoint=http://127.0.0.1:{p}/v1"],
+        "cannot connect to http://127.0.0.1:{p}/v1:",
+    ),
+    "not OpenAI-compatible": (
+        lambda s, p, n: [f"--vllm-endpoint={n}"],
+        "{n}/v1 is not an OpenAI-compatible server: GET /v1/models answered 404",
+    ),
+    "model not served": (
+        lambda s, p, n: [f"--vllm-endpoint={s.url}", "--vllm-served-model=no-such-model"],
+        "model 'no-such-model' (--vllm-served-model) is not served by {s}/v1; it serves",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_is_one_line_naming_the_endpoint_before_metering(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, refused_port: int, case: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    args, expected = BAD_INPUT[case]
+    project(bench, str(tiny_lm))
+    with not_found_server() as not_found:
+        result = run(bench, "--backend=vllm", *args(tserve, refused_port, not_found))
+        expected = expected.format(s=tserve.url, p=refused_port, n=not_found)
+    result.assert_outcomes(failed=1)
+    assert expected in failed_line(result)
+    out = "\n".join(result.outlines)
+    assert "Traceback" not in out and "pytest_aienergyscore/" not in out and "During handling" not in out
+    assert not (bench.path / "results").exists()  # failed at load: nothing was metered, no record
+
+
+def test_rejected_api_key_and_missing_key_are_one_line(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    project(bench, str(tiny_lm))
+    with fault_proxy(tserve.port, api_key=SECRET) as proxy:
+        missing = run(bench, *vllm_args(proxy.url))
+        monkeypatch.setenv("VLLM_API_KEY", "sk-wrong")
+        wrong = run(bench, *vllm_args(proxy.url))
+    assert f"{proxy.url}/v1 needs an API key (HTTP 401): set $VLLM_API_KEY" in failed_line(missing)
+    assert f"{proxy.url}/v1 rejected the API key from $VLLM_API_KEY (HTTP 401)" in failed_line(wrong)
+    assert "sk-wrong" not in "\n".join(wrong.outlines)
+
+
+def test_unserved_task_is_one_line_naming_the_allowed_ones(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    project(bench, str(tiny_lm), task="text_classification")
+    result = run(bench, *vllm_args(tserve.url))
+    expected = "task text_classification cannot run on --backend vllm; it serves text tasks only: text_generation"
+    assert expected in failed_line(result)
+
+
+def test_api_key_is_sent_but_never_written(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_SERVER_KEY", SECRET)
+    project(bench, str(tiny_lm))
+    with fault_proxy(tserve.port, api_key=SECRET) as proxy:
+        result = run(bench, *vllm_args(proxy.url), "--vllm-api-key-env=MY_SERVER_KEY", "-s", "-v")
+    result.assert_outcomes(passed=1)
+    assert proxy.seen and all(sent_key for _, _, _, sent_key in proxy.seen)  # every request carried the key
+    results = bench.path / "results"
+    assert list(results.rglob("*.zip")) and list(results.rglob("run.log")) and list(results.rglob("records.jsonl"))
+    assert files_containing(results, SECRET) == [] and SECRET not in "\n".join(result.outlines)
+    found = files_containing(results, f"{proxy.url}/v1")  # the check does find what is there, in zips too
+    assert any(".zip:" in hit for hit in found) and any(hit.endswith("benchmark_report.json") for hit in found)
+    assert report(bench.path)["metadata"]["model_facts"]["api_key"] == "from $MY_SERVER_KEY"
+
+
+def test_a_remote_server_is_said_to_meter_nothing_local(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vllm_backend, "is_local_host", lambda host: False)
+    project(bench, str(tiny_lm))
+    run(bench, *vllm_args(tserve.url)).assert_outcomes(passed=1)
+    measured = report(bench.path)
+    facts = measured["metadata"]["model_facts"]
+    assert facts["server_local"] is False and facts["local_gpus_metered"] is False and facts["path"] is None
+    assert any("no local GPU was metered" in note for note in measured["notes"])
