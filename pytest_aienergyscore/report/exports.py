@@ -1,0 +1,286 @@
+"""The session's energy figures in the formats CI dashboards already read.
+
+- a Markdown summary, appended to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it;
+- pytest-benchmark-shaped JSON (``--energy-json``), so tools that read pytest-benchmark files can chart energy;
+- github-action-benchmark's ``customSmallerIsBetter`` list and Bencher's BMF object, written beside the summary;
+- JUnit XML properties and pytest-benchmark ``extra_info`` for one test's record.
+
+Every export states the unit and keeps the device, meter and estimate label next to the number, so a CPU estimate can
+never pass for a GPU measurement on a dashboard. The figure is Wh per 1,000 queries where the queries are known, else
+the benchmark's total Wh (and the unit says which).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from statistics import fmean, median, quantiles, stdev
+from typing import TYPE_CHECKING, Any
+
+from ..environment import plugin_version
+from ..records import Record
+from .comparability import not_comparable_reasons
+from .table import rows as table_rows
+
+if TYPE_CHECKING:
+    from ..gate import GateOutcome
+
+GITHUB_BENCHMARK_FILE = "github-action-benchmark.json"
+BENCHER_FILE = "bencher-bmf.json"
+UNIT_PER_1K = "Wh/1k queries"
+UNIT_TOTAL = "Wh"
+BMF_PER_1K = "energy-wh-per-1k-queries"
+BMF_TOTAL = "energy-wh"
+
+
+# -- one record's headline figure -----------------------------------------------------------------------------------
+
+
+def headline(record: Record) -> tuple[float, str, list[float]]:
+    """(figure, unit, per-repetition figures): Wh per 1,000 queries when queries are known, else total Wh."""
+    from ..gate import repetition_totals_wh
+
+    totals = repetition_totals_wh(record)
+    queries = record.query_count()
+    if queries:
+        return record.total_wh() / queries * 1000.0, UNIT_PER_1K, [t / queries * 1000.0 for t in totals]
+    return record.total_wh(), UNIT_TOTAL, totals
+
+
+def _labels(record: Record) -> str:
+    parts = [f"{record.headline_scope()}/{record.meter_name()}", record.energy_kind()]
+    if record.query_count():
+        parts.append(f"{record.query_count()} queries")
+    parts.append(f"{record.repetitions()} repetition(s)")
+    if not_comparable_reasons(record):
+        parts.append("not comparable with the leaderboard")
+    return ", ".join(parts)
+
+
+# -- github-action-benchmark and Bencher ----------------------------------------------------------------------------
+
+
+def custom_smaller_is_better(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """github-action-benchmark's ``customSmallerIsBetter`` input: one entry per benchmark, named by test id."""
+    entries = []
+    for record in records:
+        value, unit, series = headline(record)
+        entry: dict[str, Any] = {"name": record.nodeid, "unit": unit, "value": value, "extra": _labels(record)}
+        if len(series) > 1:
+            entry["range"] = f"± {stdev(series):.6g}"
+        entries.append(entry)
+    return entries
+
+
+def bencher_bmf(records: Sequence[Record]) -> dict[str, dict[str, dict[str, float]]]:
+    """Bencher Metric Format: test id -> measure slug -> value, with the repetitions' range as lower/upper values."""
+    document: dict[str, dict[str, dict[str, float]]] = {}
+    for record in records:
+        value, unit, series = headline(record)
+        metric: dict[str, float] = {"value": value}
+        if len(series) > 1:
+            metric |= {"lower_value": min(series), "upper_value": max(series)}
+        measures = {BMF_PER_1K if unit == UNIT_PER_1K else BMF_TOTAL: metric}
+        if unit == UNIT_PER_1K:
+            measures[BMF_TOTAL] = {"value": record.total_wh()}
+        document[record.nodeid] = measures
+    return document
+
+
+# -- pytest-benchmark-shaped JSON -----------------------------------------------------------------------------------
+
+
+def _stats(series: Sequence[float]) -> dict[str, Any]:
+    """pytest-benchmark's stats keys over the per-repetition figures (energy, not seconds: see extra_info.unit)."""
+    data = sorted(series)
+    mean = fmean(data)
+    sd = stdev(data) if len(data) > 1 else 0.0
+    q1, _, q3 = quantiles(data, n=4, method="inclusive") if len(data) > 1 else (data[0], data[0], data[0])
+    iqr = q3 - q1
+    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    iqr_outliers = sum(not low <= v <= high for v in data)
+    sd_outliers = sum(not mean - sd <= v <= mean + sd for v in data)
+    return {
+        "min": data[0],
+        "max": data[-1],
+        "mean": mean,
+        "stddev": sd,
+        "rounds": len(data),
+        "median": median(data),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_outliers,
+        "stddev_outliers": sd_outliers,
+        "outliers": f"{sd_outliers};{iqr_outliers}",
+        "ld15iqr": min(v for v in data if v >= low),
+        "hd15iqr": max(v for v in data if v <= high),
+        "ops": 1.0 / mean if mean > 0 else 0.0,
+        "total": sum(data),
+        "iterations": 1,
+        "data": list(series),
+    }
+
+
+def _benchmark_entry(record: Record) -> dict[str, Any]:
+    value, unit, series = headline(record)
+    return {
+        "group": record.task,
+        "name": record.nodeid.rsplit("::", 1)[-1],
+        "fullname": record.nodeid,
+        "params": None,
+        "param": None,
+        "extra_info": {
+            "unit": unit,
+            "figure": value,
+            "total_wh": record.total_wh(),
+            "phases_wh": {name: record.phase_wh(name) for name in record.phase_names()},
+            "device": record.headline_scope(),
+            "meter": record.meter_name(),
+            "energy_kind": record.energy_kind(),
+            "queries": record.query_count(),
+            "model": record.model,
+            "backend": record.backend,
+            "outcome": record.outcome,
+            "not_comparable_reasons": not_comparable_reasons(record),
+        },
+        "options": {
+            "disable_gc": False,
+            "timer": "energy meter",
+            "min_rounds": len(series),
+            "max_time": 0.0,
+            "min_time": 0.0,
+            "warmup": False,
+        },
+        "stats": _stats(series),
+    }
+
+
+def machine_info(records: Sequence[Record]) -> dict[str, Any]:
+    env = records[0].environment if records else {}
+    return {
+        "node": env.get("hostname") or platform.node(),
+        "processor": env.get("cpu") or platform.processor(),
+        "machine": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "python_version": env.get("python") or platform.python_version(),
+        "python_compiler": platform.python_compiler(),
+        "release": platform.release(),
+        "system": platform.system(),
+        "cpu": {"brand_raw": env.get("cpu"), "count": env.get("cpu_count")},
+        "gpus": env.get("gpus") or [],
+    }
+
+
+def pytest_benchmark_json(records: Sequence[Record], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A document in pytest-benchmark's --benchmark-json shape whose stats are energy per repetition."""
+    environ = os.environ if environ is None else environ
+    commit = {"id": environ.get("GITHUB_SHA"), "branch": environ.get("GITHUB_REF_NAME")}
+    return {
+        "machine_info": machine_info(records),
+        "commit_info": {k: v for k, v in commit.items() if v},
+        "benchmarks": [_benchmark_entry(r) for r in records],
+        "datetime": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "version": f"pytest-aienergyscore {plugin_version()}",
+    }
+
+
+# -- Markdown -------------------------------------------------------------------------------------------------------
+
+
+def _md(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], body: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    rule = ["---:" if i in right else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
+    return lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
+
+
+def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title: str) -> str:
+    """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
+    lines = [f"## AI Energy Score: {title}", ""]
+    body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
+    lines += _md_table(("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "notes"), body, {3, 4})
+    if any(r.energy_kind() == "estimate" for r in records):
+        lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
+    if gate is not None:
+        from ..gate import VERDICT_HEADERS, verdict_rows
+
+        lines += ["", f"### Energy gate: {'FAILED' if gate.failed else 'passed'}", ""]
+        verdicts = [(v.test, *row[1:]) for v, row in zip(gate.verdicts, verdict_rows(gate), strict=True)]
+        lines += _md_table(VERDICT_HEADERS, verdicts, {2, 3, 4})
+        lines += [""] + [f"- {note}" for note in gate.notes] + ["", f"**{gate.headline()}**"]
+    return "\n".join(lines) + "\n"
+
+
+# -- per-test exports ------------------------------------------------------------------------------------------------
+
+
+def junit_properties(record: Record) -> list[tuple[str, object]]:
+    """Properties for the test's <testcase> in --junitxml, so CI test reports carry the energy beside the result."""
+    value, unit, _ = headline(record)
+    return [
+        ("energy_total_wh", f"{record.total_wh():.6g}"),
+        ("energy_wh_per_1000_queries", f"{value:.6g}" if unit == UNIT_PER_1K else ""),
+        ("energy_meter", record.meter_name()),
+        ("energy_device", record.headline_scope()),
+        ("energy_kind", record.energy_kind()),
+        ("energy_repetitions", str(record.repetitions())),
+    ]
+
+
+def benchmark_extra_info(record: Record, rounds: int | None) -> dict[str, Any]:
+    """pytest-benchmark extra_info: the metered energy spread over the rounds pytest-benchmark timed.
+
+    The energy is that of the test's metered phases; when the benchmark fixture ran inside them (the usual way),
+    dividing by the rounds gives energy per round, calibration runs included. Without a round count the total stays.
+    """
+    total = record.total_wh()
+    info: dict[str, Any] = {
+        "energy_wh": total,
+        "energy_meter": record.meter_name(),
+        "energy_device": record.headline_scope(),
+        "energy_kind": record.energy_kind(),
+    }
+    if rounds:
+        info |= {"energy_rounds": rounds, "energy_wh_per_round": total / rounds}
+    return info
+
+
+# -- writing --------------------------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def write_ci_exports(
+    session_dir: Path,
+    records: Sequence[Record],
+    gate: GateOutcome | None,
+    json_path: Path | None,
+    title: str,
+    environ: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Write every CI export of the session; returns the files written (the step summary among them when set)."""
+    environ = os.environ if environ is None else environ
+    written = [
+        _write_json(session_dir / GITHUB_BENCHMARK_FILE, custom_smaller_is_better(records)),
+        _write_json(session_dir / BENCHER_FILE, bencher_bmf(records)),
+    ]
+    if json_path is not None:
+        written.append(_write_json(json_path, pytest_benchmark_json(records, environ)))
+    step_summary = environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown_summary(records, gate, title))
+        written.append(Path(step_summary))
+    return written
