@@ -1,0 +1,135 @@
+"""One picture per session: this session's models among the published models of each task benchmarked.
+
+A panel per leaderboard task (per task and model class for text generation and reasoning, whose stars are binned per
+class): the published models as grey dots, this session's results as coloured diamonds, Wh per 1,000 queries on a log
+axis (the published energies span three orders of magnitude), and the five star bands shaded behind them so that a
+reader sees at once which band a result falls in. Results that are not comparable are drawn hollow.
+
+matplotlib is imported only when the picture is drawn, through its object API (no pyplot), so that a user's own
+plotting state is never touched.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..records import Record
+from . import score
+from .comparability import not_comparable_reasons
+from .rating import leaderboard_task
+
+PLOT_FILE = "energy_plot.png"
+EXTRA = "pytest-aienergyscore[label]"
+BAND_COLOURS = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027")  # 5 stars ... 1 star
+
+
+@dataclass
+class Panel:
+    """One task (and class): the published energies and this session's points, all in Wh per 1,000 queries."""
+
+    task: str
+    model_class: str | None
+    published: list[tuple[str, float]] = field(default_factory=list)
+    ours: list[tuple[str, float, bool]] = field(default_factory=list)  # (label, value, comparable)
+    bands: tuple[float, ...] | None = None
+
+    @property
+    def title(self) -> str:
+        klass = f", class {self.model_class}" if self.model_class else ""
+        unknown = " (class unknown: no star bands)" if self.bands is None else ""
+        return f"{self.task}{klass}{unknown}"
+
+
+def _short(model: str | None) -> str:
+    return (model or "unknown").rstrip("/").rsplit("/", 1)[-1][:40]
+
+
+def panels(records: Sequence[Record]) -> list[Panel]:
+    """The panels for a session's records; records whose task has no published results are left out."""
+    found: dict[tuple[str, str | None], Panel] = {}
+    for record in records:
+        task = leaderboard_task(record.task)
+        value = record.wh_per_1000_queries()
+        if task is None or value is None or value <= 0:
+            continue
+        klass = None
+        if task in score.CLASSED_TASKS and record.model_class:
+            klass = record.model_class.upper()
+        panel = found.get((task, klass))
+        if panel is None:
+            panel = found[(task, klass)] = _new_panel(task, klass)
+        panel.ours.append((_short(record.model), value, not not_comparable_reasons(record)))
+    return list(found.values())
+
+
+def _new_panel(task: str, klass: str | None) -> Panel:
+    rows = score.published_results(task)
+    if task in score.CLASSED_TASKS and klass in score.MODEL_CLASSES:
+        rows = [row for row in rows if row.model_class == klass]
+    panel = Panel(task, klass, published=[(row.model, row.wh_per_1k) for row in rows])
+    if task not in score.CLASSED_TASKS or klass in score.MODEL_CLASSES:
+        bins = score.star_bins(task, klass if task in score.CLASSED_TASKS else None)
+        panel.bands = tuple(edge * 1000.0 for edge in (bins.low, *bins.edges, bins.high))
+    return panel
+
+
+def _limits(panel: Panel) -> tuple[float, float]:
+    values = [v for _, v in panel.published] + [v for _, v, _ in panel.ours] + list(panel.bands or ())
+    return min(values) / 2.0, max(values) * 2.0
+
+
+def _draw_panel(ax: Any, panel: Panel) -> None:
+    low, high = _limits(panel)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    if panel.bands:
+        edges = [low, *panel.bands[1:5], high]
+        for stars, (left, right) in zip(range(5, 0, -1), itertools.pairwise(edges), strict=True):
+            ax.axvspan(left, right, color=BAND_COLOURS[5 - stars], alpha=0.22, linewidth=0)
+            centre = (left * right) ** 0.5
+            ax.text(centre, 1.02, f"{stars}★", transform=ax.get_xaxis_transform(), ha="center", va="bottom", size=8)
+    ys = [0.0] * len(panel.published)
+    ax.scatter([v for _, v in panel.published], ys, s=22, color="#6b7280", alpha=0.8, label="published", zorder=3)
+    for index, (name, value, comparable) in enumerate(panel.ours, start=1):
+        face = "#2563eb" if comparable else "white"
+        ax.scatter([value], [index], s=70, marker="D", facecolor=face, edgecolor="#2563eb", linewidth=1.6, zorder=4)
+        ax.annotate(name, (value, index), xytext=(7, 0), textcoords="offset points", va="center", size=8)
+    names = [f"published ({len(panel.published)})", *["this session"] * len(panel.ours)]
+    ax.set_yticks(range(len(panel.ours) + 1), names)
+    ax.set_ylim(-0.8, len(panel.ours) + 0.8)
+    ax.set_title(panel.title, loc="left", size=10, pad=14)
+    ax.grid(axis="x", which="both", color="#d1d5db", linewidth=0.5, alpha=0.6)
+
+
+def draw_plot(records: Sequence[Record], path: Path) -> Path | None:
+    """Write the session plot to ``path``; None when no record has a task with published results."""
+    found = panels(records)
+    if not found:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    heights = [1.4 + 0.35 * len(p.ours) for p in found]
+    figure = Figure(figsize=(9, sum(heights) + 0.9), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(found), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, panel in zip(axes, found, strict=True):
+        _draw_panel(ax, panel)
+    axes[-1].set_xlabel("GPU energy, Wh per 1,000 queries (log scale); hollow: not comparable with the leaderboard")
+    figure.suptitle("This session against the AI Energy Score leaderboard", size=12)
+    figure.savefig(path, format="png")
+    return path
+
+
+def write_plot(records: Sequence[Record], session_dir: Path) -> tuple[Path | None, str | None]:
+    """(plot path or None, note): a plot that cannot be drawn is a note, never a failed session."""
+    try:
+        return draw_plot(records, session_dir / PLOT_FILE), None
+    except ImportError as err:
+        return None, f"{PLOT_FILE} not drawn: matplotlib is not installed ({err}); pip install '{EXTRA}'"
+    except Exception as err:  # a picture must never cost a session its results
+        return None, f"{PLOT_FILE} not drawn: {type(err).__name__}: {err}"
