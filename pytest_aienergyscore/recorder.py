@@ -56,6 +56,7 @@ class EnergyRecorder:
         self.dataset: dict[str, Any] = {}
         self.counts: dict[str, Any] = {}
         self.log_lines: list[str] = []
+        self.attachments: dict[str, str] = {}  # files a backend produced, for the run folder
         self.started_at = time.time()
         if metadata:
             self.set(**metadata)
@@ -150,4 +151,5 @@ class EnergyRecorder:
             started_at=self.started_at,
             finished_at=time.time(),
             log=log_text,
+            attachments=dict(self.attachments),
         )

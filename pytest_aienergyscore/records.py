@@ -67,6 +67,8 @@ class Record:
     started_at: float = 0.0
     finished_at: float = 0.0
     log: str = ""
+    # Small text files a backend produced (file name -> content), written into the run folder beside ours.
+    attachments: dict[str, str] = field(default_factory=dict)
     schema: int = RECORD_SCHEMA
 
     # -- derived figures ------------------------------------------------------------------------------------

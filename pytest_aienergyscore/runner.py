@@ -9,18 +9,23 @@ zero, flagged, and every decode phase carries the split's uncertainty.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .backends import Backend, LoadRequest, Prepared, create_backend
+from .backends import Backend, BackendError, LoadRequest, PhaseWork, Prepared, create_backend
 from .datasets import load_samples
 from .energy import CONFIDENCE_LOW, CONFIDENCE_OK, CONFIDENCE_UNTRUSTWORTHY, DeviceEnergy, Measurement
+from .modelclass import ModelSize, check_gpu_count, gpus_in, model_size
 from .recorder import EnergyRecorder
 from .records import Phase
+from .report.paths import safe_part, unique_child
 from .tasks import TaskSpec
 
 PROGRESS_MIN_SAMPLES = 20
@@ -39,9 +44,15 @@ class BenchmarkRequest:
     device: str = "cpu"
     trust_remote_code: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    model_class: str | None = None  # --energy-model-class: wins over the counted class
+    allow_multi_gpu: bool = False
+
+    backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
 
     def load_request(self) -> LoadRequest:
-        return LoadRequest(self.model, self.processor, self.task, self.device, self.trust_remote_code)
+        return LoadRequest(
+            self.model, self.processor, self.task, self.device, self.trust_remote_code, self.backend_options
+        )
 
 
 class BackendCache:
@@ -102,7 +113,13 @@ class _Progress:
 def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: BenchmarkRequest, cache: BackendCache) -> None:
     """Run the protocol for one model and task, adding its phases to ``recorder``."""
     task = request.task
+    size = apply_model_rules(recorder, request)  # before loading: a refused run should not wait for the model
     backend, facts = cache.get(backend_name, request.load_request())
+    if size.model_class is None:
+        apply_model_rules(recorder, request, facts)
+    if hasattr(backend, "run_protocol"):  # optimum-benchmark meters its own phases: read them, do not meter here
+        _run_own_protocol(recorder, backend, request, facts)
+        return
     samples, info = load_samples(task, request.dataset, request.samples)
     recorder.set(
         model=request.model,
@@ -119,6 +136,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
         recorder.note(info.note or f"dataset {info.name} is not the official {task.dataset}")
     elif info.note:
         recorder.note(info.note)
+    for note in facts.get("notes", ()):  # what the backend found out at load (a remote server, a renamed model)
+        recorder.note(note)
 
     prepared: Prepared | None = None
     for repetition in range(request.repeat):
@@ -133,6 +152,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     recorder.dataset = info.to_dict()
     recorder.counts.update(samples=len(samples), input_tokens=prepared.input_tokens, truncated=prepared.truncated)
 
+    if recorder.enabled and hasattr(backend, "window_hook"):
+        backend.window_hook = recorder.session.meter  # lets vllm meter its steady-state window inside a phase
     backend.warmup(prepared, request.warmup, request.overrides)
     label = request.model.rsplit("/", 1)[-1]
     for repetition in range(request.repeat):
@@ -148,7 +169,78 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
                     phase.details.update(work.details)
             finally:
                 progress.close()
+            fail_after_recording(work)
+    if recorder.counts.get("input_tokens") is None and prepared.input_tokens is not None:
+        recorder.counts["input_tokens"] = prepared.input_tokens  # counted by the server during the phases (vllm)
     _summarise_repeats(recorder)
+
+
+def fail_after_recording(work: PhaseWork) -> None:
+    """A backend that carried on past failed requests (vllm) gives its verdict in ``details["error"]``: the phase is
+    recorded first and the benchmark fails after, so that nothing measured is lost."""
+    if work.details.get("error"):
+        raise BackendError(str(work.details["error"]))
+
+
+def apply_model_rules(
+    recorder: EnergyRecorder, request: BenchmarkRequest, facts: dict[str, Any] | None = None
+) -> ModelSize:
+    """The model's class from its files (or the override), into the record; then AI Energy Score's one-GPU rule.
+
+    Called before loading with the model id alone, and again with the loaded model's facts (its resolved folder)
+    when the id did not tell. Raises MultiGpuRefused for a class A or B model metered on more than one GPU.
+    """
+    facts = facts or {}
+    override = request.model_class or recorder.identity.get("model_class")
+    size = model_size([request.model, facts.get("path")], override, facts.get("parameters"))
+    gpus = gpus_in(recorder.session.meter.info().to_dict()) if recorder.enabled else 0
+    allowed = check_gpu_count(size.model_class, gpus, request.allow_multi_gpu)
+    if size.model_class:
+        recorder.set(model_class=size.model_class)
+    recorder.set(model_size=size.to_metadata(), gpu_count=gpus, multi_gpu_allowed=allowed)
+    return size
+
+
+def _run_own_protocol(recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any]) -> None:
+    """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
+    come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
+    and the one-line error names the log in it."""
+    task = request.task
+    recorder.set(
+        model=request.model,
+        task=task.name,
+        processor=request.processor,
+        backend=backend.name,
+        protocol=task.protocol(),
+        overrides=dict(request.overrides),
+        model_facts=facts,
+        warmup_runs=request.warmup,
+    )
+    run_dir = unique_child(recorder.session.session_dir / "backend-runs", safe_part(recorder.nodeid, "test"))
+    try:
+        result = backend.run_protocol(request, run_dir, recorder.session.settings)
+    except BaseException:
+        _remove_scratch(run_dir, keep_files=True)
+        raise
+    _remove_scratch(run_dir, keep_files=False)
+    recorder.set(queries=result.queries, **result.metadata)
+    for note in result.notes:
+        recorder.note(note)
+    recorder.dataset = dict(result.dataset)
+    recorder.counts.update(result.counts)
+    recorder.attachments.update(result.attachments)
+    for phase in result.phases:
+        recorder.add_phase(phase)
+    _summarise_repeats(recorder)
+
+
+def _remove_scratch(run_dir: Path, keep_files: bool) -> None:
+    """Remove a backend's scratch folder (and backend-runs/ once empty); a failed run's files are kept to be read."""
+    if keep_files and run_dir.is_dir() and any(run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()
 
 
 def _generative_phases(
@@ -168,6 +260,7 @@ def _generative_phases(
             prefill.details.update(work.details, first_tokens=work.tokens)
     finally:
         progress.close()
+    fail_after_recording(work)
     progress = _Progress(n, f"{label} generate")
     try:
         with recorder.measure("generate", samples=n, repetition=repetition, record=False) as generate:
@@ -180,12 +273,14 @@ def _generative_phases(
     details = {
         "method": "generate pass minus prefill pass, both over the whole dataset",
         "generate_j": generate.measurement.joules(),
+        "generate_s": generate.measurement.duration_s,
         "prefill_j": prefill.measurement.joules(),
         "generated_tokens": gen_work.tokens,
         "uncertainty_j": split_uncertainty_j(prefill.measurement, generate.measurement),
         **gen_work.details,
     }
     recorder.add_phase(Phase("decode", decode, n, decode_tokens, repetition, details))
+    fail_after_recording(gen_work)
 
 
 def derive_decode(prefill: Measurement, generate: Measurement) -> Measurement:

@@ -32,6 +32,7 @@ class SessionOutcome:
     runs: list[WrittenRun] = field(default_factory=list)
     summary_json: Path | None = None
     summary_csv: Path | None = None
+    plot: Path | None = None
 
 
 class EnergySession:
@@ -48,6 +49,9 @@ class EnergySession:
         self._store: RecordStore | None = None
         self.outcome: SessionOutcome | None = None
         self._backend_cache: Any = None
+        # An xdist worker keeps its records in memory for the controller, which alone writes files (see xdist.py).
+        self.is_worker = False
+        self.notes: list[str] = []  # lines for the end-of-session table (parallel workers, GPU pinning...)
 
     @property
     def backend_cache(self) -> Any:
@@ -67,7 +71,16 @@ class EnergySession:
                 raise MeterUnavailable(self._meter_error)
             s = self.settings
             try:
-                self._meter = create_meter(s.meter, s.gpus, s.cpu_watts, s.cpu_scope)
+                self._meter = create_meter(
+                    s.meter,
+                    s.gpus,
+                    s.cpu_watts,
+                    # a local vllm server's CPU work is in another process: count the machine unless told otherwise
+                    "machine" if s.backend == "vllm" and s.source_of("cpu_scope") == "default" else s.cpu_scope,
+                    dcgm_urls=s.dcgm_urls,
+                    dcgm_selector=s.dcgm_gpus,
+                    dcgm_max_age_s=s.dcgm_max_age,
+                )
             except MeterUnavailable as err:
                 self._meter_error = f"--energy-meter {s.meter} ({s.source_of('meter')}): {err}"
                 raise MeterUnavailable(self._meter_error) from None
@@ -98,19 +111,28 @@ class EnergySession:
             self._session_dir = unique_child(self.settings.output_dir, self.session_id)
         return self._session_dir
 
+    def share_session_dir(self, path: Path) -> None:
+        """Use the xdist controller's session folder, so a worker's scratch files land where its results will."""
+        self._session_dir = path
+
     def add(self, record: Record) -> None:
         """Keep a finished record, on disk at once (a later crash must not lose it)."""
         if not record.environment:
             record.environment = self.environment
-        if self._store is None:
-            self._store = RecordStore(self.session_dir / RECORDS_FILE)
-        self._store.append(record)
+        if not self.is_worker:
+            if self._store is None:
+                self._store = RecordStore(self.session_dir / RECORDS_FILE)
+            self._store.append(record)
         self.records.append(record)
 
     # -- end of session -------------------------------------------------------------------------------------
     def finish(self, exitstatus: int | str = 0) -> SessionOutcome:
         """Write a run folder and archive per record, then the session summary. Safe to call with no records."""
         if self.outcome is not None:
+            return self.outcome
+        if self.is_worker:  # the controller writes this worker's records; only release what the worker holds
+            self.outcome = SessionOutcome(None)
+            self._release()
             return self.outcome
         from .report.archive import build_archive
         from .report.files import summary_row, write_run_folder, write_session_summary
@@ -130,7 +152,7 @@ class EnergySession:
             meta = {
                 "session": self.session_id,
                 "exit_status": str(exitstatus),
-                "meter": self.meter_description() if self._meter or self._meter_error else None,
+                "meter": self.meter_description() if self._meter or self._meter_error else self._recorded_meter(),
                 "settings": {
                     "backend": self.settings.backend,
                     "meter": self.settings.meter,
@@ -138,9 +160,27 @@ class EnergySession:
                 },
             }
             outcome.summary_json, outcome.summary_csv = write_session_summary(self.session_dir, rows, meta)
+            outcome.plot = self._write_plot()
+        self._release()
+        self.outcome = outcome
+        return outcome
+
+    def _write_plot(self) -> Path | None:
+        """The session's picture against the leaderboard; a plot that cannot be drawn becomes a note."""
+        from .report.plot import write_plot
+
+        plot, note = write_plot(self.records, self.session_dir)
+        if note:
+            self.notes.append(note)
+        return plot
+
+    def _release(self) -> None:
         if self._backend_cache is not None:
             self._backend_cache.close()
         if self._meter is not None:
             self._meter.close()
-        self.outcome = outcome
-        return outcome
+
+    def _recorded_meter(self) -> str | None:
+        """The meter as the records describe it, for an xdist controller that never created one itself."""
+        info = self.records[0].meter if self.records else {}
+        return f"{info['name']} ({info.get('kind')}) - {info.get('reason', '')}" if info.get("name") else None

@@ -10,14 +10,16 @@ Only the standard library is imported here: this module is loaded on every pytes
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 BACKENDS = ("optimum", "pytorch", "vllm")
-METERS = ("auto", "nvml", "rapl", "estimate")
+METERS = ("auto", "nvml", "rapl", "estimate", "dcgm")
 CPU_SCOPES = ("process", "machine")
+MODEL_CLASSES = ("A", "B", "C")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -95,9 +97,70 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """One setting: how it is spelled in each source, how it is parsed, and its help text (shared by all sources)."""
+def _env_name(raw: str) -> str:
+    """The name of an environment variable (never a value: a secret must not travel through options)."""
+    value = raw.strip()
+    if not value.isascii() or not value.replace("_", "a").isalnum() or value[0].isdigit():
+        raise ValueError("an environment variable name such as VLLM_API_KEY (letters, digits, _)")
+    return value
+
+
+def _baseline_target(raw: str) -> bool | str | None:
+    """Where --energy-save-baseline writes: True for the default path, None for "do not save", else a file path.
+
+    A bare ``--energy-save-baseline`` swallows the next argument, so a value that looks like a test path is refused
+    rather than silently becoming the baseline file while the tests it named are not run.
+    """
+    value = raw.strip()
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return None
+    if value.endswith(".py") or "::" in value or os.path.isdir(value):
+        raise ValueError("a file path for the baseline (write --energy-save-baseline=PATH, or put the bare flag last)")
+    return value
+
+
+def _url_list(raw: str) -> tuple[str, ...]:
+    """URLs separated by commas or whitespace, so that an ini value may also hold one per line."""
+    urls = tuple(url for url in re.split(r"[,\s]+", raw) if url)
+    if not urls:
+        raise ValueError("one or more URLs, separated by commas (or one per line in the ini file)")
+    return urls
+
+
+# One term of --energy-dcgm-gpus: a GPU UUID, an index on every host, host:index, or label=value.
+_DCGM_TERM = re.compile(r"(?i:GPU|MIG)-[0-9A-Za-z/-]+|\d+|[^\s,=]+:\d+|[A-Za-z_][A-Za-z0-9_]*=[^,]+")
+
+
+def _dcgm_selector(raw: str) -> str:
+    """Checked here so that a typo is a usage error at start-up, not a failed benchmark later."""
+    text = raw.strip()
+    if text.startswith("{") and text.endswith("}"):
+        return text
+    terms = [term.strip() for term in text.split(",")]
+    if not all(_DCGM_TERM.fullmatch(term) for term in terms):
+        raise ValueError(
+            "comma-separated GPU UUIDs (GPU-...), indices (0), host:index (node-1:0) or label=value "
+            '(modelName=NVIDIA H100 80GB HBM3), or one Prometheus label selector such as {Hostname="node-1"}'
+        )
+    return ",".join(terms)
+
+
+def _model_class(raw: str) -> str:
+    """A, B or C in either case: people write the leaderboard's classes both ways."""
+    value = raw.strip().upper()
+    if value not in MODEL_CLASSES:
+        raise ValueError(", ".join(MODEL_CLASSES))
+    return value
+
+
+class OptionSpec(NamedTuple):
+    """One setting: how it is spelled in each source, how it is parsed, and its help text (shared by all sources).
+
+    A NamedTuple rather than a dataclass: this module loads on every pytest start-up, and generating dataclass
+    methods costs milliseconds there.
+    """
 
     dest: str
     attr: str
@@ -109,6 +172,8 @@ class OptionSpec:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     is_flag: bool = False
+    multiple: bool = False  # the flag may be repeated; its values are joined with commas before parsing
+    const: str | None = None  # an optional value: the flag alone stands for this value (argparse nargs="?")
 
     @property
     def ini(self) -> str:
@@ -160,7 +225,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "energy_meter",
         "meter",
         "--energy-meter",
-        "Energy meter: auto picks nvml when a GPU is visible, else rapl when readable, else estimate.",
+        "Energy meter: auto picks nvml when a GPU is visible, else rapl when readable, else estimate; dcgm "
+        "(never picked by auto) reads remote GPUs from DCGM exporters given with --energy-dcgm-url.",
         _choice(METERS),
         default="auto",
         env="AIENERGYSCORE_METER",
@@ -248,10 +314,177 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_flag=True,
     ),
     # -- vllm backend options (issue 4) go here --
+    OptionSpec(
+        "energy_concurrency",
+        "concurrency",
+        "--energy-concurrency",
+        "Requests in flight at once for --backend vllm: 1 is the AI Energy Score protocol (one at a time); more is "
+        "a production-like load, and the record then also gives its steady-state window.",
+        _positive_int,
+        default=1,
+        env="AIENERGYSCORE_CONCURRENCY",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_vllm_api_key_env",
+        "vllm_api_key_env",
+        "--vllm-api-key-env",
+        "Name of the environment variable that holds the API key for --vllm-endpoint (the key itself is never "
+        "taken on the command line nor written anywhere).",
+        _env_name,
+        default="VLLM_API_KEY",
+        env="AIENERGYSCORE_VLLM_API_KEY_ENV",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "energy_vllm_timeout",
+        "vllm_timeout",
+        "--vllm-timeout",
+        "Seconds to wait for the server's next bytes (connecting, the first token, each later piece) before a "
+        "request counts as timed out and is retried.",
+        _positive_float,
+        default=120.0,
+        env="AIENERGYSCORE_VLLM_TIMEOUT",
+        metavar="S",
+    ),
+    OptionSpec(
+        "energy_vllm_served_model",
+        "vllm_served_model",
+        "--vllm-served-model",
+        "Model name to request from the server when it differs from the benchmark's model id (default: the model "
+        "id, or the one model the server serves).",
+        _text,
+        env="AIENERGYSCORE_VLLM_SERVED_MODEL",
+        metavar="NAME",
+    ),
     # -- optimum backend options (issue 5) go here --
+    OptionSpec(
+        "energy_optimum_python",
+        "optimum_python",
+        "--optimum-python",
+        "Python of the environment that holds optimum-benchmark for --backend optimum (made by "
+        "scripts/setup_optimum_env.sh); default .venv-optimum/bin/python under the rootdir when it exists.",
+        _text,
+        env="AIENERGYSCORE_OPTIMUM_PYTHON",
+        metavar="PATH",
+    ),
     # -- CI gate and export options (issue 6) go here --
+    OptionSpec(
+        "energy_save_baseline",
+        "save_baseline",
+        "--energy-save-baseline",
+        "Save this session's figures as a baseline file for later --energy-baseline comparisons; the flag alone "
+        "writes <output>/baseline.json (in the environment or ini: a path, or 1 for that default).",
+        _baseline_target,
+        env="AIENERGYSCORE_SAVE_BASELINE",
+        metavar="PATH",
+        const="1",
+    ),
+    OptionSpec(
+        "energy_baseline",
+        "baseline",
+        "--energy-baseline",
+        "Compare each benchmark, matched by test id, with this baseline file (written by --energy-save-baseline).",
+        _text,
+        env="AIENERGYSCORE_BASELINE",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "energy_fail_above",
+        "fail_above",
+        "--energy-fail-above",
+        "Fail the session (exit 1) when a benchmark's Wh per 1,000 queries rose by more than PCT percent over the "
+        "baseline; with --energy-repeat >= 3 on both sides only when the rise is also significant.",
+        _positive_float,
+        env="AIENERGYSCORE_FAIL_ABOVE",
+        metavar="PCT",
+    ),
+    OptionSpec(
+        "energy_strict",
+        "strict",
+        "--energy-strict",
+        "Fail the session when the baseline comes from another machine fingerprint (GPU, driver, power limit, "
+        "backend, meter) instead of only saying why it was not compared.",
+        _bool,
+        default=False,
+        env="AIENERGYSCORE_STRICT",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "energy_require_baseline",
+        "require_baseline",
+        "--energy-require-baseline",
+        "A missing baseline file, or a benchmark missing from it, is an error instead of a warning.",
+        _bool,
+        default=False,
+        env="AIENERGYSCORE_REQUIRE_BASELINE",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "energy_json",
+        "json_path",
+        "--energy-json",
+        "Also write the session's energy figures as pytest-benchmark-shaped JSON to PATH.",
+        _text,
+        env="AIENERGYSCORE_JSON",
+        metavar="PATH",
+    ),
     # -- AI Energy Score rules options (issue 7) go here --
+    OptionSpec(
+        "energy_model_class",
+        "model_class",
+        "--energy-model-class",
+        "AI Energy Score model class (A: up to 20B parameters, B: up to 66B, C: larger) instead of the one counted "
+        "from the model's config or safetensors headers; needed where the count cannot be had (a vLLM endpoint).",
+        _model_class,
+        env="AIENERGYSCORE_MODEL_CLASS",
+        choices=MODEL_CLASSES,
+    ),
+    OptionSpec(
+        "energy_allow_multi_gpu",
+        "allow_multi_gpu",
+        "--energy-allow-multi-gpu",
+        "Benchmark a class A or B model on more than one GPU instead of refusing; the result is then marked not "
+        "comparable with the leaderboard.",
+        _bool,
+        default=False,
+        env="AIENERGYSCORE_ALLOW_MULTI_GPU",
+        is_flag=True,
+    ),
     # -- remote DCGM meter options (issue 8) go here --
+    OptionSpec(
+        "energy_dcgm_urls",
+        "dcgm_urls",
+        "--energy-dcgm-url",
+        "For --energy-meter dcgm: a dcgm-exporter URL ending in /metrics (repeat the option, one per host), or a "
+        "Prometheus server URL that scrapes them; dcgm+http:// or prometheus+http:// forces the kind.",
+        _url_list,
+        default=(),
+        env="AIENERGYSCORE_DCGM_URLS",
+        metavar="URL",
+        multiple=True,
+    ),
+    OptionSpec(
+        "energy_dcgm_gpus",
+        "dcgm_gpus",
+        "--energy-dcgm-gpus",
+        "GPUs the dcgm meter reads: comma-separated UUIDs, indices, host:index or label=value terms, or a "
+        "Prometheus label selector {...} for Prometheus URLs; default every GPU the URLs publish.",
+        _dcgm_selector,
+        env="AIENERGYSCORE_DCGM_GPUS",
+        metavar="SELECTOR",
+    ),
+    OptionSpec(
+        "energy_dcgm_max_age",
+        "dcgm_max_age",
+        "--energy-dcgm-max-age",
+        "Seconds after which a DCGM counter sample, or a counter that stopped changing, is stale: windows that "
+        "read one are invalid.",
+        _positive_float,
+        default=30.0,
+        env="AIENERGYSCORE_DCGM_MAX_AGE",
+        metavar="S",
+    ),
     OptionSpec(
         "energy_disable",
         "disabled",
@@ -267,9 +500,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
 OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the plugin was told, after precedence and validation. Built once, never mutated."""
+class Settings(NamedTuple):
+    """Everything the plugin was told, after precedence and validation. Built once, never mutated (``_replace``
+    makes a changed copy). A NamedTuple for the same start-up reason as OptionSpec."""
 
     backend: str = "optimum"
     vllm_endpoint: str | None = None
@@ -284,12 +517,28 @@ class Settings:
     warmup: int = 10
     trust_remote_code: bool = False
     # -- vllm backend fields (issue 4) --
+    concurrency: int = 1
+    vllm_api_key_env: str = "VLLM_API_KEY"
+    vllm_timeout: float = 120.0
+    vllm_served_model: str | None = None
     # -- optimum backend fields (issue 5) --
+    optimum_python: Path | None = None
     # -- CI gate and export fields (issue 6) --
+    save_baseline: Path | None = None
+    baseline: Path | None = None
+    fail_above: float | None = None
+    strict: bool = False
+    require_baseline: bool = False
+    json_path: Path | None = None
     # -- AI Energy Score rules fields (issue 7) --
+    model_class: str | None = None
+    allow_multi_gpu: bool = False
     # -- remote DCGM meter fields (issue 8) --
+    dcgm_urls: tuple[str, ...] = ()
+    dcgm_gpus: str | None = None
+    dcgm_max_age: float = 30.0
     disabled: bool = False
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = MappingProxyType({})
 
     def source_of(self, field_name: str) -> str:
         """Where a setting came from (``command line``, ``environment variable X``, ``ini key x`` or ``default``)."""
@@ -308,10 +557,38 @@ def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_
         return spec.default, "default"
     if isinstance(raw, bool):
         return raw, source
+    if isinstance(raw, (list, tuple)):  # a repeated flag (OptionSpec.multiple)
+        raw = ",".join(str(item) for item in raw)
     try:
         return spec.parse(str(raw)), source
     except ValueError as err:
         raise SettingsError(spec.flag, source, raw, str(err)) from None
+
+
+def _resolve_ci_paths(values: dict[str, Any], sources: Mapping[str, str], cwd: Path, rootdir: Path) -> None:
+    """Baseline and export paths, relative ones taken as --energy-output's are (ini: rootdir, else: cwd)."""
+    if values["energy_save_baseline"] is True:
+        values["energy_save_baseline"] = values["energy_output"] / "baseline.json"
+    for dest in ("energy_save_baseline", "energy_baseline", "energy_json"):
+        if not values[dest]:
+            values[dest] = None
+            continue
+        path = Path(values[dest]).expanduser()
+        base = rootdir if sources[dest] == f"ini key {dest}" else cwd
+        values[dest] = path if path.is_absolute() else base / path
+
+
+def _resolve_optimum_python(value: str | None, sources: Mapping[str, str], cwd: Path, rootdir: Path) -> Path | None:
+    """The optimum environment's python: as given (relative to the current directory, or to the rootdir from the ini
+    file), else ``.venv-optimum/bin/python`` under the rootdir when it exists. Never resolved through symlinks: a
+    venv's python is a link to the base interpreter, and following it would leave the venv."""
+    if not value:
+        default = rootdir / ".venv-optimum" / "bin" / "python"
+        return default if default.exists() else None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (rootdir if sources["energy_optimum_python"].startswith("ini") else cwd) / path
+    return path
 
 
 def build_settings(
@@ -335,9 +612,18 @@ def build_settings(
         base = rootdir if sources["energy_output"] in ("default", "ini key energy_output") else cwd
         output = base / output
     values["energy_output"] = output
-    for dest in ("energy_vllm_endpoint", "energy_dataset"):
+    if values["energy_meter"] == "dcgm" and not values["energy_dcgm_urls"]:
+        raise SettingsError(
+            "--energy-meter",
+            sources["energy_meter"],
+            "dcgm",
+            "dcgm only together with --energy-dcgm-url URL (env AIENERGYSCORE_DCGM_URLS, ini energy_dcgm_urls)",
+        )
+    for dest in ("energy_vllm_endpoint", "energy_dataset", "energy_vllm_served_model"):
         if values[dest] == "":
             values[dest] = None
+    values["energy_optimum_python"] = _resolve_optimum_python(values["energy_optimum_python"], sources, cwd, rootdir)
+    _resolve_ci_paths(values, sources, cwd, rootdir)
     fields = {spec.dest: spec.attr for spec in OPTIONS}
     kwargs = {fields[dest]: value for dest, value in values.items()}
     return Settings(**kwargs, sources={fields[dest]: source for dest, source in sources.items()})

@@ -3,17 +3,35 @@ user can cause into one line (a failed test, or a skip when the model cannot be 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from .backends import BackendError, ModelUnavailable
 from .datasets import DatasetError
+from .modelclass import MultiGpuRefused
 from .recorder import EnergyRecorder
 from .records import Record
 from .runner import BenchmarkRequest, default_device, run_benchmark
 from .session import EnergySession
-from .tasks import UnknownTask, get_task
+from .settings import Settings
+from .tasks import TaskSpec, UnknownTask, get_task
+
+
+def with_reasoning_params(spec: TaskSpec, params: Mapping[str, Any] | None) -> TaskSpec:
+    """The task with extra chat-template switches for reasoning (``reasoning_effort="high"``, say).
+
+    Changing them changes the protocol, so the record's protocol differs from the task's and the result is marked
+    not comparable; they mean nothing to a task without reasoning, hence the error there.
+    """
+    if not params:
+        return spec
+    if not spec.reasoning:
+        raise BackendError(f"reasoning_params apply to the reasoning task only, not to {spec.name}")
+    return replace(spec, reasoning_kwargs=MappingProxyType({**spec.reasoning_kwargs, **params}))
 
 
 class EnergyStar:
@@ -31,6 +49,7 @@ class EnergyStar:
         skip_unavailable: bool = False,
         dataset: str | None = None,
         samples: int | None = None,
+        reasoning_params: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> Record:
         if self.calls:
@@ -40,7 +59,7 @@ class EnergyStar:
         if s.disabled:
             pytest.skip("energy metering is off (--no-energy)")
         try:
-            spec = get_task(task)
+            spec = with_reasoning_params(get_task(task), reasoning_params)
             request = BenchmarkRequest(
                 task=spec,
                 model=model,
@@ -49,14 +68,17 @@ class EnergyStar:
                 samples=s.samples or samples,
                 repeat=s.repeat,
                 warmup=s.warmup,
-                device=default_device(s.gpus),
+                device="server" if s.backend == "vllm" else default_device(s.gpus),  # vllm: the server's device
                 trust_remote_code=s.trust_remote_code,
                 overrides=overrides,
+                backend_options=backend_options(s),
+                model_class=s.model_class,
+                allow_multi_gpu=s.allow_multi_gpu,
             )
             run_benchmark(self.recorder, s.backend, request, self.session.backend_cache)
         except ModelUnavailable as err:
             problem, skip = str(err), skip_unavailable
-        except (UnknownTask, DatasetError, BackendError) as err:
+        except (UnknownTask, DatasetError, BackendError, MultiGpuRefused) as err:
             problem, skip = str(err), False
         else:
             problem, skip = "", False
@@ -68,3 +90,16 @@ class EnergyStar:
         record = self.recorder.to_record("passed")
         assert record is not None
         return record
+
+
+def backend_options(s: Settings) -> tuple[tuple[str, Any], ...]:
+    """What the session's backend needs from the settings; for vllm the API key's variable name, never the key."""
+    if s.backend != "vllm":
+        return ()
+    return (
+        ("endpoint", s.vllm_endpoint),
+        ("api_key_env", s.vllm_api_key_env),
+        ("timeout_s", s.vllm_timeout),
+        ("served_model", s.vllm_served_model),
+        ("concurrency", s.concurrency),
+    )

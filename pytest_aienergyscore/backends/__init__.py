@@ -13,4 +13,12 @@ def create_backend(name: str) -> Backend:
         from .pytorch import PytorchBackend
 
         return PytorchBackend()
+    if name == "vllm":
+        from .vllm import VllmBackend
+
+        return VllmBackend()
+    if name == "optimum":
+        from .optimum import OptimumBackend
+
+        return OptimumBackend()
     raise BackendError(f"backend {name!r} cannot run energy_star benchmarks in this version yet; use --backend pytorch")

@@ -13,8 +13,20 @@ from .base import Meter, MeterUnavailable, Reading, WindowError
 __all__ = ["Meter", "MeterUnavailable", "Reading", "WindowError", "create_meter"]
 
 
-def create_meter(name: str, gpus: Sequence[int] = (0,), cpu_watts: float = 10.0, cpu_scope: str = "process") -> Meter:
-    """The meter called ``name`` (auto, nvml, rapl or estimate); MeterUnavailable when a named one cannot work."""
+def create_meter(
+    name: str,
+    gpus: Sequence[int] = (0,),
+    cpu_watts: float = 10.0,
+    cpu_scope: str = "process",
+    *,
+    dcgm_urls: Sequence[str] = (),
+    dcgm_selector: str | None = None,
+    dcgm_max_age_s: float = 30.0,
+) -> Meter:
+    """The meter called ``name`` (auto, nvml, rapl, estimate or dcgm); MeterUnavailable when a named one cannot work.
+
+    ``auto`` never picks dcgm: reading other machines' GPUs must be asked for, with the URLs to read.
+    """
     if name == "nvml":
         from .nvml import NvmlMeter
 
@@ -33,8 +45,14 @@ def create_meter(name: str, gpus: Sequence[int] = (0,), cpu_watts: float = 10.0,
         meter = EstimateMeter(cpu_watts, cpu_scope)
         meter.reason = "asked for with --energy-meter estimate"
         return meter
+    if name == "dcgm":
+        from .dcgm import DcgmMeter
+
+        meter = DcgmMeter(dcgm_urls, dcgm_selector, dcgm_max_age_s)
+        meter.reason = f"asked for with --energy-meter dcgm: {meter.summary()}"
+        return meter
     if name != "auto":
-        raise MeterUnavailable(f"unknown energy meter {name!r}; allowed: auto, nvml, rapl, estimate")
+        raise MeterUnavailable(f"unknown energy meter {name!r}; allowed: auto, nvml, rapl, estimate, dcgm")
     return _auto(gpus, cpu_watts, cpu_scope)
 
 

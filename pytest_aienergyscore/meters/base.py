@@ -74,6 +74,14 @@ class Meter(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the meter holds (library handles, sampler threads)."""
 
+    def validate_window(self, start: Reading, end: Reading) -> list[str]:
+        """Reasons, beyond a counter going backwards or resetting, why the window between two reads is unusable.
+
+        Remote meters know things the local counters cannot tell (a stale or missing sample); each reason returned
+        here makes the window invalid and is kept in its warnings. Local meters have none.
+        """
+        return []
+
     # -- windows ---------------------------------------------------------------------------------------------
     def info(self) -> MeterInfo:
         return MeterInfo(
@@ -122,6 +130,10 @@ class Meter(ABC):
         if end.resets != start.resets:
             valid = False
             warnings.append(f"{self.name} counter was reset during the window (driver or exporter restart)")
+        problems = self.validate_window(start, end)
+        if problems:
+            valid = False
+            warnings.extend(problems)
         confidence = self._confidence(duration, warnings)
         return Measurement(
             name=name,

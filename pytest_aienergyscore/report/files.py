@@ -14,7 +14,8 @@ from typing import Any
 
 from ..records import Record
 from .comparability import not_comparable_reasons
-from .paths import run_folder_name, unique_child
+from .paths import run_folder_name, safe_part, unique_child
+from .rating import rules_summary
 
 ENERGY_TXT = "GPU_ENERGY_WH.txt"
 ENERGY_SUMMARY = "GPU_ENERGY_SUMMARY.json"
@@ -39,6 +40,9 @@ SUMMARY_COLUMNS = (
     "total_wh",
     "wh_per_1000_queries",
     "comparable",
+    "model_class",
+    "stars",
+    "stars_indicative",
     "warnings",
     "run_folder",
     "archive",
@@ -82,6 +86,7 @@ def energy_summary(record: Record) -> dict[str, Any]:
         },
         "comparable": not reasons,
         "not_comparable_reasons": reasons,
+        **rules_summary(record, reasons),
         "warnings": record.warnings(),
         "task": record.task,
         "model": record.model,
@@ -99,10 +104,37 @@ def write_run_folder(record: Record, session_dir: Path) -> Path:
     _write_json(folder / ENERGY_SUMMARY, summary)
     report = record.to_dict()
     report.pop("log", None)
+    report["attachments"] = _write_attachments(folder, record.attachments)
     report["summary"] = summary
     _write_json(folder / REPORT, report)
     (folder / LOG).write_text(record.log or "(no output was captured for this benchmark)\n", encoding="utf-8")
+    _write_label(folder, summary, report)
     return folder
+
+
+def _write_label(folder: Path, summary: dict[str, Any], report: dict[str, Any]) -> None:
+    """label.png beside the files (so it is in the archive); a label that cannot be drawn is a note in run.log."""
+    from .label import LABEL_FILE, write_label
+
+    problem = write_label(folder / LABEL_FILE, summary, report)
+    if problem:
+        with (folder / LOG).open("a", encoding="utf-8") as fh:
+            fh.write(f"\n{LABEL_FILE} not drawn: {problem}\n")
+
+
+def _write_attachments(folder: Path, attachments: dict[str, str]) -> list[str]:
+    """A backend's own files (its config, log, meter files) beside ours; a name that would replace one of ours, or
+    that is not filesystem-safe, is made safe and prefixed. Returns the names written, for benchmark_report.json."""
+    ours = {ENERGY_TXT, ENERGY_SUMMARY, REPORT, LOG, "MANIFEST.sha256", "label.png"}
+    written: list[str] = []
+    for name, text in attachments.items():
+        stem, dot, suffix = name.rpartition(".")
+        safe = f"{safe_part(stem, 'attachment')}.{safe_part(suffix, 'txt')}" if dot else safe_part(name, "attachment")
+        if safe in ours or safe in written:
+            safe = f"attachment-{len(written)}-{safe}"
+        (folder / safe).write_text(text, encoding="utf-8")
+        written.append(safe)
+    return written
 
 
 def summary_row(record: Record, folder: Path | None, archive: Path | None) -> dict[str, Any]:
@@ -121,18 +153,24 @@ def summary_row(record: Record, folder: Path | None, archive: Path | None) -> di
         "total_wh": summary["total_wh_unrounded"],
         "wh_per_1000_queries": summary["wh_per_1000_queries"],
         "comparable": summary["comparable"],
+        "model_class": summary["model_class"],
+        "stars": summary["stars"],
+        "stars_indicative": summary["stars_indicative"],
         "warnings": len(summary["warnings"]),
         "run_folder": str(folder) if folder else None,
         "archive": str(archive) if archive else None,
     }
 
 
-def write_session_summary(session_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
+def write_session_summary(
+    session_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any], columns: tuple[str, ...] = SUMMARY_COLUMNS
+) -> tuple[Path, Path]:
+    """summary.json (meta + rows) and summary.csv (``columns`` of each row; merged summaries add ``host``)."""
     json_path = session_dir / "summary.json"
     _write_json(json_path, {**meta, "benchmarks": rows})
     csv_path = session_dir / "summary.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return json_path, csv_path

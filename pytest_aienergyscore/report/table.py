@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 from ..records import Record
 from .comparability import not_comparable_reasons
+from .rating import rate
 
-HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "notes")
+HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "stars", "notes")
+INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
 
 
 def format_wh(value: float | None) -> str:
@@ -48,6 +50,7 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 phases,
                 format_wh(record.total_wh()),
                 format_wh(record.wh_per_1000_queries()),
+                rate(record).text(),
                 _notes(record),
             )
         )
@@ -67,4 +70,7 @@ def render(records: Sequence[Record], max_name: int = 48) -> list[str]:
             c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    return [line(HEADERS).rstrip(), line(["-" * w for w in widths]), *(line(r).rstrip() for r in body)]
+    lines = [line(HEADERS).rstrip(), line(["-" * w for w in widths]), *(line(r).rstrip() for r in body)]
+    if any(row[5].endswith("*") for row in body):
+        lines.append(INDICATIVE_NOTE)
+    return lines
