@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,20 @@ class _TextTokenMixin:
             limits.append(model_max)
         return max(min(limits) - reserve, 1) if limits else None
 
+    to_device: Callable[[Any], Any]
+
+    def encode_all(
+        self, texts: Sequence[tuple[str, ...]], limit: int | None, truncation: bool | str = True, **kwargs: Any
+    ) -> Prepared:
+        """Each text (or text pair) tokenised on its own, batch size 1, with tokens and truncations counted."""
+        inputs, tokens, truncated = [], 0, 0
+        for text in texts:
+            encoded, cut = self.encode(text, limit, truncation, **kwargs)
+            truncated += cut
+            tokens += int(encoded["input_ids"].shape[-1])
+            inputs.append(self.to_device(encoded))
+        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+
     def encode(self, texts: Any, limit: int | None, truncation: bool | str = True, **kwargs: Any) -> tuple[Any, bool]:
         """Tokenise; only when the input is longer than the window, tokenise again truncated (and say so)."""
         full = self.tokenizer(*texts, return_tensors="pt", **kwargs)
@@ -306,14 +321,9 @@ class _CausalLM(_Generative, _TextTokenMixin):
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
         limit = self.max_input_length(reserve=int(self.task.generate_kwargs.get("max_new_tokens", 0)))
-        inputs, tokens, truncated = [], 0, 0
         special = not self.task.reasoning  # a chat template already carries its special tokens
-        for sample in samples:
-            encoded, cut = self.encode((self.prompt(sample["text"]),), limit, add_special_tokens=special)
-            truncated += cut
-            tokens += int(encoded["input_ids"].shape[-1])
-            inputs.append(self.to_device(encoded))
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+        prompts = [(self.prompt(sample["text"]),) for sample in samples]
+        return self.encode_all(prompts, limit, add_special_tokens=special)
 
 
 class _Seq2Seq(_Generative, _TextTokenMixin):
@@ -325,14 +335,7 @@ class _Seq2Seq(_Generative, _TextTokenMixin):
         self.model = self.place(AutoModelForSeq2SeqLM.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        limit = self.max_input_length()
-        inputs, tokens, truncated = [], 0, 0
-        for sample in samples:
-            encoded, cut = self.encode((sample["text"],), limit)
-            truncated += cut
-            tokens += int(encoded["input_ids"].shape[-1])
-            inputs.append(self.to_device(encoded))
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+        return self.encode_all([(sample["text"],) for sample in samples], self.max_input_length())
 
 
 class _SpeechSeq2Seq(_Generative):
@@ -406,14 +409,7 @@ class _TextClassification(_Task, _TextTokenMixin):
         self.model = self.place(AutoModelForSequenceClassification.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        limit = self.max_input_length()
-        inputs, tokens, truncated = [], 0, 0
-        for sample in samples:
-            encoded, cut = self.encode((sample["text"],), limit)
-            truncated += cut
-            tokens += int(encoded["input_ids"].shape[-1])
-            inputs.append(self.to_device(encoded))
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+        return self.encode_all([(sample["text"],) for sample in samples], self.max_input_length())
 
 
 class _QuestionAnswering(_TextClassification):
@@ -424,15 +420,8 @@ class _QuestionAnswering(_TextClassification):
         self.model = self.place(AutoModelForQuestionAnswering.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        limit = self.max_input_length()
-        inputs, tokens, truncated = [], 0, 0
-        for sample in samples:
-            pair = (sample["question"], sample["context"])
-            encoded, cut = self.encode(pair, limit, truncation="only_second")  # cut the context, keep the question
-            truncated += cut
-            tokens += int(encoded["input_ids"].shape[-1])
-            inputs.append(self.to_device(encoded))
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+        pairs = [(sample["question"], sample["context"]) for sample in samples]
+        return self.encode_all(pairs, self.max_input_length(), truncation="only_second")  # keep the question whole
 
 
 class _SentenceSimilarity(_TextClassification):
@@ -445,17 +434,10 @@ class _SentenceSimilarity(_TextClassification):
         self.model = self.place(AutoModel.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        limit = self.max_input_length()
-        inputs, tokens, truncated = [], 0, 0
-        for sample in samples:
-            pair = []
-            for key in ("sentence1", "sentence2"):
-                encoded, cut = self.encode((sample[key],), limit)
-                truncated += cut
-                tokens += int(encoded["input_ids"].shape[-1])
-                pair.append(self.to_device(encoded))
-            inputs.append(pair)
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+        sentences = [(sample[key],) for sample in samples for key in ("sentence1", "sentence2")]
+        flat = self.encode_all(sentences, self.max_input_length())
+        flat.inputs = [list(pair) for pair in zip(flat.inputs[::2], flat.inputs[1::2], strict=True)]
+        return flat
 
     def warmup(self, first: Any, runs: int, overrides: dict[str, Any]) -> None:
         for _ in range(runs):
