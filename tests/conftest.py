@@ -19,10 +19,16 @@ os.environ.setdefault("HF_HOME", str(CACHE / "hf"))
 os.environ.setdefault("XDG_CACHE_HOME", str(CACHE))
 os.environ.setdefault("VLLM_CACHE_ROOT", str(CACHE / "vllm"))
 
-# Every session that records a benchmark draws a label (Pillow) and a plot (matplotlib). pytester's in-process runs
-# drop the modules first imported inside them, and a second copy of these libraries next to objects of the first
-# (cached fonts, matplotlib's class registry) breaks; so they are imported once here, outside every run.
-for _picture_module in (
+# pytester's in-process runs drop the modules first imported inside them. torch cannot be imported twice in one
+# process, and a second copy of Pillow or matplotlib next to objects of the first (cached fonts, matplotlib's class
+# registry) breaks; so everything a benchmark run may import is imported once here, outside every run. A test file
+# that needs one of them still says so with pytest.importorskip.
+for _outside_module in (
+    "torch",
+    "numpy",
+    "httpx",
+    "transformers",
+    "diffusers",
     "PIL.Image",
     "PIL.ImageDraw",
     "PIL.ImageFont",
@@ -30,8 +36,12 @@ for _picture_module in (
     "matplotlib.backends.backend_agg",
     "ttf_opensans",
 ):
-    with contextlib.suppress(ImportError):  # without the label extra the pictures are skipped, and so is this
-        __import__(_picture_module)
+    with contextlib.suppress(ImportError):  # a missing extra skips the tests that need it, and this too
+        __import__(_outside_module)
+with contextlib.suppress(ImportError):
+    import transformers
+
+    transformers.AutoModel, transformers.AutoModelForCausalLM  # noqa: B018 - resolve the lazy modules now
 
 ENV_VARS = (
     "BENCHMARK_BACKEND",

@@ -16,13 +16,10 @@ from pytest_aienergyscore.tasks import TASKS
 
 from .tiny_models import TINY_TASKS, build_tiny_model
 
-# pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice in one
-# process, so the ML stack is imported here, outside those runs.
-for _module in ("torch", "transformers", "diffusers", "PIL.Image", "numpy"):
-    pytest.importorskip(_module)
-import transformers  # noqa: E402
-
-transformers.AutoModel  # noqa: B018 - resolve the lazy module now
+# needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("diffusers")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CACHE = REPO / ".cache" / "tiny-models"

@@ -44,13 +44,9 @@ from pytest_aienergyscore.tasks import TASKS
 
 from .tiny_models import build_tiny_model
 
-# pytester's in-process runs drop modules first imported inside them, and torch cannot be imported twice: the
-# plugin imports torch (device choice) and transformers (architecture check) in the run, so import them here.
-for _module in ("torch", "transformers"):
-    pytest.importorskip(_module)
-import transformers  # noqa: E402
-
-transformers.AutoModel  # noqa: B018 - resolve the lazy module now
+# needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 pytestmark = pytest.mark.optimum
 

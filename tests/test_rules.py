@@ -26,12 +26,9 @@ from pytest_aienergyscore.tasks import get_task
 from .fake_pynvml import FakeGpu, make_pynvml
 from .tiny_models import build_tiny_model
 
-# pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice in one process.
-for _module in ("torch", "transformers"):
-    pytest.importorskip(_module)
-import transformers  # noqa: E402
-
-transformers.AutoModelForCausalLM  # noqa: B018 - resolve the lazy module now
+# needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
+pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_TEXT = REPO / ".cache" / "tiny-models" / "text_generation"

@@ -42,13 +42,10 @@ from .servers import (
 )
 from .tiny_models import build_tiny_model
 
-# pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice in one
-# process, so the ML stack and the HTTP client are imported here, outside those runs.
-for _module in ("torch", "transformers", "httpx"):
-    pytest.importorskip(_module)
-import transformers  # noqa: E402
-
-transformers.AutoModel  # noqa: B018 - resolve the lazy module now
+# needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("httpx")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / ".cache" / "tiny-models" / "text_generation"

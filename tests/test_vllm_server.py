@@ -22,11 +22,10 @@ from .servers import (
 )
 from .tiny_models import build_tiny_model
 
-for _module in ("torch", "transformers", "httpx"):
-    pytest.importorskip(_module)
-import transformers  # noqa: E402
-
-transformers.AutoModel  # noqa: B018 - resolve the lazy module now
+# needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("httpx")
 
 pytestmark = pytest.mark.vllm_server
 
