@@ -1,6 +1,7 @@
 """The ``aienergyscore`` command (also ``python -m pytest_aienergyscore``).
 
-Sub-commands: ``verify`` an archive against its manifest, ``doctor`` the meters of this machine, and ``report`` the
+Sub-commands: ``verify`` an archive against its manifest, ``doctor`` the meters of this machine, ``protocol`` the
+work each task does and where each value comes from, and ``report`` the
 files of a session again from its ``records.jsonl`` (after a crash that stopped pytest before it could write them);
 ``run`` one benchmark with AI Energy Score's Docker command line, and ``label`` a result as a PNG.
 Errors are one line on stderr and a non-zero exit status, never a traceback.
@@ -42,9 +43,11 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .records import load_records
-    from .report.archive import build_archive
-    from .report.files import summary_row, write_run_folder, write_session_summary
+    """Write a session's files from its records: what is there already is left alone (run it twice, it writes
+    once), what an interrupted or killed writer left half done is written again. Torn records are skipped, each
+    with a warning, and every intact one is written."""
+    from .records import read_store
+    from .report.files import write_session_files
 
     store = Path(args.records)
     if store.is_dir():
@@ -52,19 +55,63 @@ def _report(args: argparse.Namespace) -> int:
     if not store.is_file():
         print(f"aienergyscore report: {store}: no such records file", file=sys.stderr)
         return 2
-    try:
-        records = load_records(store)
-    except ValueError as err:
-        print(f"aienergyscore report: {err}", file=sys.stderr)
+    records, skipped = read_store(store)
+    for line in skipped:
+        print(f"aienergyscore report: warning: {line}", file=sys.stderr)
+    if not records:
+        print(f"aienergyscore report: {store}: no intact record to write", file=sys.stderr)
         return 2
-    out = Path(args.output) if args.output else store.parent
-    rows = []
-    for record in records:
-        folder = write_run_folder(record, out)
-        archive = build_archive(folder)
-        rows.append(summary_row(record, folder, archive))
-        print(f"{record.nodeid}: {folder}")
-    write_session_summary(out, rows, {"session": out.name, "rebuilt_from": str(store)})
+    out = (Path(args.output) if args.output else store.parent).absolute()
+    result = write_session_files(records, out, _summary_meta(out, store))
+    for run in result.runs:
+        print(f"{run.record.nodeid}: {run.folder or run.error}")
+    for note in result.notes:
+        print(note)
+    for error in result.errors:
+        print(f"aienergyscore report: {error}", file=sys.stderr)
+    print(f"{result.written} run folder(s) written, {len(records) - result.written} already there or failed: {out}")
+    return 130 if result.interrupted else (1 if result.errors else 0)
+
+
+def _summary_meta(out: Path, store: Path) -> dict[str, Any]:
+    """The summary's header: the one the session wrote, when there is one (so a rebuild leaves it as it was)."""
+    try:
+        meta = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and "benchmarks" in meta:
+        return {key: value for key, value in meta.items() if key != "benchmarks"}
+    return {"session": out.name, "rebuilt_from": str(store)}
+
+
+def _protocol(args: argparse.Namespace) -> int:
+    from .rules.protocol import PROTOCOLS, UnknownVariant, markdown_task_table, protocol_for
+    from .tasks import UnknownTask, get_task
+
+    if args.markdown:
+        print(markdown_task_table())
+        return 0
+    try:
+        names = [get_task(args.task).name] if args.task else list(PROTOCOLS)
+        protocols = [protocol_for(name, args.model_type, args.variant) for name in names]
+    except (UnknownTask, UnknownVariant) as err:
+        print(f"aienergyscore protocol: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        every = [p.to_dict() for p in protocols]
+        print(json.dumps(every[0] if args.task else every, indent=2))
+        return 0
+    for protocol in protocols:
+        data = protocol.to_dict()
+        sources = data.pop("sources")
+        print(f"{protocol.task} ({protocol.variant}{'' if protocol.comparable else ', not comparable'})")
+        for key, value in data.items():
+            if isinstance(value, dict):
+                for inner, item in value.items():
+                    print(f"  {key}.{inner} = {item!r}  [{sources.get(f'{key}.{inner}', '')}]")
+            elif key not in ("task", "variant", "comparable"):
+                print(f"  {key} = {value!r}" + (f"  [{sources[key]}]" if key in sources else ""))
+        print()
     return 0
 
 
@@ -78,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
     doctor.add_argument("--no-gpu", action="store_true", help="skip the GPU load checks")
     doctor.set_defaults(func=_doctor)
+    protocol = sub.add_parser(
+        "protocol", help="the work each task's benchmark does: every parameter, its value and its upstream source"
+    )
+    protocol.add_argument("task", nargs="?", help="one task (default: every task)")
+    protocol.add_argument("--variant", help="a named variant (t5, or one of ours, which is never comparable)")
+    protocol.add_argument("--model-type", help="a model's config model_type (T5-family models run the T5 configs)")
+    protocol.add_argument("--json", action="store_true", help="print JSON")
+    protocol.add_argument("--markdown", action="store_true", help="print the README's task table")
+    protocol.set_defaults(func=_protocol)
     report = sub.add_parser("report", help="write a session's files again from its records.jsonl")
     report.add_argument("records", metavar="RECORDS", help="records.jsonl or the session folder holding it")
     report.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the records)")
@@ -134,11 +190,15 @@ def _merge(args: argparse.Namespace) -> int:
     from .report.merge import write_merged_summary
     from .report.table import format_wh
 
+    problems: list[str] = []
     try:
-        runs, json_path, csv_path = write_merged_summary([Path(d) for d in args.folders], Path(args.output))
+        runs, json_path, csv_path = write_merged_summary([Path(d) for d in args.folders], Path(args.output), problems)
     except ValueError as err:
         print(f"aienergyscore merge: {err}", file=sys.stderr)
         return 2
+    finally:
+        for line in problems:  # a torn record or a damaged report costs only itself
+            print(f"aienergyscore merge: warning: {line}", file=sys.stderr)
     for run in runs:
         r = run.record
         figure = format_wh(r.wh_per_1000_queries())

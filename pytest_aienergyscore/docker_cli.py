@@ -18,6 +18,7 @@ what is allowed: an override silently dropped would produce a result that looks 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .rules.protocol import variants
 from .settings import OPTIONS, OptionSpec
 from .tasks import ALIASES, TASKS, UnknownTask, get_task
 
@@ -60,6 +62,7 @@ class RunPlan:
     output: Path = Path(DEFAULT_OUTPUT)
     kwargs: dict[str, Any] = field(default_factory=dict)
     reasoning_params: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None  # "t5" for optimum-benchmark's t5_* configs
     options: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -94,16 +97,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides such as backend.model=org/name")
 
 
+# optimum-benchmark's t5_* configs: the same tasks run as text2text generation with a prefix (protocol variant "t5").
+T5_CONFIGS = {f"t5_{task}": task for task in TASKS if "t5" in variants(task)}
+
+
 def config_names() -> list[str]:
     """Every accepted ``--config-name``: our task names and optimum-benchmark's / the Hub's names for them."""
-    return [*TASKS, *sorted(name for name in ALIASES if name not in TASKS)]
+    return [*TASKS, *sorted(name for name in ALIASES if name not in TASKS), *T5_CONFIGS]
 
 
-def resolve_config_name(name: str | None) -> str:
+def resolve_config_name(name: str | None) -> tuple[str, str | None]:
+    """(task, protocol variant) for a config name."""
     if not name:
         raise RunUsageError(f"--config-name is required; one of: {', '.join(config_names())}")
+    if name in T5_CONFIGS:
+        return T5_CONFIGS[name], "t5"
     try:
-        return get_task(name).name
+        return get_task(name).name, None
     except UnknownTask:
         raise RunUsageError(f"unknown config name {name!r}; allowed: {', '.join(config_names())}") from None
 
@@ -160,6 +170,35 @@ def _positive_int(key: str, raw: str) -> int:
     return value
 
 
+# Generation and call parameters that are counts: a bad one is refused here, not after the model has loaded.
+_COUNTS = {"max_new_tokens": 1, "min_new_tokens": 0, "num_beams": 1, "num_return_sequences": 1}
+_COUNTS.update(num_inference_steps=1, num_images_per_prompt=1, height=1, width=1)
+
+
+def _energy_star_arguments() -> set[str]:
+    """energy_star's own argument names, from its signature: a parameter of the same name would collide with them."""
+    import inspect
+
+    from .star import EnergyStar
+
+    parameters = inspect.signature(EnergyStar.__call__).parameters.values()
+    return {p.name for p in parameters if p.kind is not p.VAR_KEYWORD and p.name != "self"}
+
+
+def _generation_value(key: str, name: str, raw: str) -> Any:
+    """One generation or call parameter as energy_star gets it; RunUsageError for a count that is no whole number
+    >= its minimum, a do_sample that is not true/false, or a name energy_star takes for itself."""
+    if name in _energy_star_arguments():
+        raise RunUsageError(f"{key}: {name!r} is an argument of energy_star itself, not a generation parameter")
+    value = parse_value(raw)
+    minimum = _COUNTS.get(name)
+    if minimum is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise RunUsageError(f"{key}={raw}: expected a whole number >= {minimum}")
+    if name == "do_sample" and not isinstance(value, bool):
+        raise RunUsageError(f"{key}={raw}: expected true or false")
+    return value
+
+
 def _reasoning_task(task: str, raw: str) -> str:
     """``scenario.reasoning`` switches text generation to its reasoning variant (and back)."""
     value = parse_value(raw)
@@ -205,12 +244,12 @@ def build_plan(
     plugin_values: Mapping[str, Any] | None = None,
 ) -> RunPlan:
     """Translate the command line into a :class:`RunPlan`; RunUsageError for anything it cannot honour."""
-    task = resolve_config_name(config_name)
+    task, variant = resolve_config_name(config_name)
     overrides = parse_overrides(tokens)
     model = overrides.get("backend.model", "").strip()
     if not model:
         raise RunUsageError("backend.model=... is required (a Hub id or a local folder)")
-    plan = RunPlan(task=task, model=model, processor=overrides.get("backend.processor") or None)
+    plan = RunPlan(task=task, model=model, processor=overrides.get("backend.processor") or None, variant=variant)
     plan.options = _plugin_options(plugin_values or {})
     for key, raw in overrides.items():
         if key == "scenario.num_samples":
@@ -224,7 +263,8 @@ def build_plan(
             plan.options.extend(options)
             plan.env.update(env)
         elif key.startswith(("scenario.generate_kwargs.", "scenario.call_kwargs.")):
-            plan.kwargs[key.rsplit(".", 1)[-1]] = parse_value(raw)
+            name = key.rsplit(".", 1)[-1]
+            plan.kwargs[name] = _generation_value(key, name, raw)
         elif key.startswith("scenario.reasoning_params."):
             plan.reasoning_params[key.rsplit(".", 1)[-1]] = parse_value(raw)
     if plan.reasoning_params and plan.task != "reasoning":
@@ -234,24 +274,55 @@ def build_plan(
     return plan
 
 
-def benchmark_source(plan: RunPlan, command: str) -> str:
-    """The generated benchmark file: one test calling energy_star with the translated arguments."""
-    reasoning = repr(plan.reasoning_params) if plan.reasoning_params else "None"
-    return f'''"""Written by `aienergyscore run` for: {command.replace('"', "'")}"""
+ARGUMENTS_FILE = "energy_star_arguments.json"
+
+# The generated benchmark holds no value from the command line: every argument is read from the JSON file beside it,
+# so that an override with a quote, a backslash or a newline in it is data and can never become code. Only the test's
+# name is filled in, and that is a task name from this package's own table.
+BENCHMARK_SOURCE = '''"""Written by `aienergyscore run`: its command line and arguments are in {arguments}."""
+
+import json
+import pathlib
 
 import pytest
 
+RUN = json.loads(pathlib.Path(__file__).with_name({arguments!r}).read_text(encoding="utf-8"))
 
-@pytest.mark.parametrize("model", [{plan.model!r}])
-def test_{plan.task}(energy_star, model):
-    energy_star(
-        task={plan.task!r},
-        model=model,
-        processor={plan.processor!r},
-        reasoning_params={reasoning},
-        **{plan.kwargs!r},
-    )
+
+@pytest.mark.parametrize("model", [RUN["energy_star"]["model"]])
+def test_{task}(energy_star, model):
+    energy_star(**{{**RUN["energy_star"], "model": model}}, **RUN["kwargs"])
 '''
+
+
+def benchmark_arguments(plan: RunPlan, command: str) -> dict[str, Any]:
+    """What the generated benchmark passes to energy_star, as data: written to ``ARGUMENTS_FILE`` beside it."""
+    return {
+        "command": command,
+        "energy_star": {
+            "task": plan.task,
+            "model": plan.model,
+            "processor": plan.processor,
+            "reasoning_params": plan.reasoning_params or None,
+            "variant": plan.variant,
+        },
+        "kwargs": plan.kwargs,
+    }
+
+
+def benchmark_source(plan: RunPlan) -> str:
+    """The generated benchmark file: one test calling energy_star with the arguments in ``ARGUMENTS_FILE``."""
+    if plan.task not in TASKS or not plan.task.isidentifier():  # the one value written into code: ours, not the user's
+        raise RunUsageError(f"unknown task {plan.task!r}")
+    return BENCHMARK_SOURCE.format(task=plan.task, arguments=ARGUMENTS_FILE)
+
+
+def write_benchmark(plan: RunPlan, command: str, folder: Path) -> Path:
+    """The benchmark file and its arguments file in ``folder``; the test file's path."""
+    (folder / ARGUMENTS_FILE).write_text(json.dumps(benchmark_arguments(plan, command), indent=2), encoding="utf-8")
+    test_file = folder / f"test_{plan.task}.py"
+    test_file.write_text(benchmark_source(plan), encoding="utf-8")
+    return test_file
 
 
 # -- running ------------------------------------------------------------------------------------------------------
@@ -295,7 +366,7 @@ def execute(plan: RunPlan, command: str) -> int:
     plan.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aienergyscore-run-") as scratch:
         folder = Path(scratch)
-        (folder / f"test_{plan.task}.py").write_text(benchmark_source(plan, command), encoding="utf-8")
+        write_benchmark(plan, command, folder)
         (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         argv, env = pytest_command(plan, folder)
         print(f"aienergyscore run: {plan.task} of {plan.model} -> {plan.output}", flush=True)

@@ -63,12 +63,43 @@ def classify(parameters: int) -> str:
 # -- counting from files ---------------------------------------------------------------------------------------------
 
 
-def safetensors_parameters(path: Path) -> int:
-    """Parameters stored in one safetensors file, from its JSON header only.
+# Quantised checkpoints store several values in one element, plus scales that are not parameters. Without unpacking,
+# gpt-oss-20b's MXFP4 experts (two 4-bit values a byte) count as about 12B and a class B model reads as class A.
+_AUXILIARY_SUFFIXES = (
+    "_scales",  # MXFP4 block scales (gpt-oss)
+    ".absmax",
+    ".quant_map",
+    ".nested_absmax",
+    ".nested_quant_map",
+    "quant_state.bitsandbytes__nf4",
+    "quant_state.bitsandbytes__fp4",  # bitsandbytes 4-bit state
+    ".qzeros",
+    ".scales",
+    ".g_idx",  # GPTQ / AWQ
+    ".weight_scale",
+    ".input_scale",
+    ".weight_zero_point",  # FP8 / compressed-tensors
+)
 
-    Packed quantised tensors (4-bit weights stored two to a byte) count as stored, which undercounts them; the class
-    boundaries are far enough apart for that not to matter for unquantised checkpoints, which the protocol uses.
-    """
+
+def _values_per_element(name: str, dtype: str, quantization: Mapping[str, Any]) -> int:
+    """How many model parameters one stored element holds: 2 for 4-bit values packed in bytes, 32/bits for GPTQ's
+    and AWQ's int32 ``qweight``, 0 for scales and other quantisation state, else 1."""
+    if name.endswith(_AUXILIARY_SUFFIXES):
+        return 0 if quantization else 1
+    method = str(quantization.get("quant_method", "")).lower()
+    bits = int(quantization.get("bits") or quantization.get("w_bit") or 4)
+    if dtype == "U8" and (name.endswith("_blocks") or method == "mxfp4"):
+        return 2
+    if dtype == "U8" and method == "bitsandbytes" and quantization.get("load_in_4bit"):
+        return 2
+    if dtype == "I32" and name.endswith("qweight"):
+        return 32 // bits
+    return 1
+
+
+def safetensors_parameters(path: Path, quantization: Mapping[str, Any] | None = None) -> int:
+    """Parameters stored in one safetensors file, from its JSON header only, packed quantised values unpacked."""
     with path.open("rb") as fh:
         prefix = fh.read(8)
         if len(prefix) != 8:
@@ -77,7 +108,22 @@ def safetensors_parameters(path: Path) -> int:
         if size > _MAX_HEADER_BYTES:
             raise ValueError(f"{path}: header of {size} bytes, not a safetensors file")
         header = json.loads(fh.read(size))
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    quant = quantization or {}
+    return sum(
+        math.prod(entry["shape"]) * _values_per_element(name, str(entry.get("dtype", "")), quant)
+        for name, entry in header.items()
+        if name != "__metadata__"
+    )
+
+
+def quantization_config(folder: Path) -> dict[str, Any]:
+    """``quantization_config`` from a folder's config.json ({} for an unquantised model or no config)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = config.get("quantization_config") if isinstance(config, dict) else None
+    return dict(found) if isinstance(found, dict) else {}
 
 
 def _safetensors_files(folder: Path) -> list[Path]:
@@ -104,7 +150,7 @@ def count_from_safetensors(folder: Path) -> int | None:
     if not files:
         return None
     try:
-        return sum(safetensors_parameters(f) for f in files)
+        return sum(safetensors_parameters(f, quantization_config(f.parent)) for f in files)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -219,17 +265,23 @@ def gpus_in(meter_info: Mapping[str, Any]) -> int:
     return sum(1 for device in meter_info.get("devices", ()) if device.get("scope") == "gpu")
 
 
-def check_gpu_count(model_class: str | None, gpus: int, allow_multi_gpu: bool) -> bool:
+def check_gpu_count(model_class: str | None, gpus: int, allow_multi_gpu: bool, server: str | None = None) -> bool:
     """Apply the one-GPU rule for class A and B models; True when ``--energy-allow-multi-gpu`` let a run through.
 
     Raises :class:`MultiGpuRefused` otherwise, because a class A or B result on several GPUs would sit among the
-    leaderboard's single-GPU results without anyone noticing the difference.
+    leaderboard's single-GPU results without anyone noticing the difference. ``server`` names a local server whose
+    GPUs are counted: the fix is then to serve the model on one GPU, which no option of ours can do.
     """
     if gpus <= 1 or model_class not in ("A", "B"):
         return False
     if allow_multi_gpu:
         return True
+    counted = (
+        f"{server} runs on {gpus} GPUs; serve the model on one GPU"
+        if server
+        else f"{gpus} GPUs are metered; use --energy-gpus with one GPU"
+    )
     raise MultiGpuRefused(
-        f"class {model_class} models are benchmarked on one GPU (AI Energy Score's rule), but {gpus} GPUs are metered; "
-        "use --energy-gpus with one GPU, or --energy-allow-multi-gpu to run anyway (the result is then not comparable)"
+        f"class {model_class} models are benchmarked on one GPU (AI Energy Score's rule), but {counted}, "
+        "or --energy-allow-multi-gpu to run anyway (the result is then not comparable)"
     )

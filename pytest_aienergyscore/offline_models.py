@@ -281,6 +281,27 @@ OFFLINE_MODELS: Mapping[str, Callable[[], Path]] = MappingProxyType(
 """Hub model id -> function returning a local folder with the same model (raises :class:`ModelUnavailable`)."""
 
 
+# What each stand-in is, for the record: a stand-in is used only while the Hub is offline, and a converted one is not
+# the reference checkpoint, so its figures are not comparable with the leaderboard's.
+SUBSTITUTES: Mapping[str, tuple[str, bool]] = MappingProxyType(
+    {
+        SMOLLM2_ID: (
+            f"weights de-quantised from the {_SMOLLM2_DIST} package's 4-bit GGUF ({_SMOLLM2_GGUF}), "
+            f"not the reference {SMOLLM2_ID} checkpoint",
+            False,
+        ),
+        MINILM_ID: (f"weights from the {_MINILM_DIST} package's copy of {MINILM_ID}", True),
+    }
+)
+"""Hub model id -> (what the offline stand-in is, whether its figures can still be comparable)."""
+
+
+def substitute_for(model_id: str) -> tuple[str, bool] | None:
+    """(note, comparable) when ``model_id`` has an offline stand-in, else None."""
+    wanted = model_id.strip().lower()
+    return next((value for key, value in SUBSTITUTES.items() if key.lower() == wanted), None)
+
+
 def resolve_offline_model(model_id: str) -> Path | None:
     """The local folder standing in for ``model_id``, or None when no offline copy is known for that id.
 

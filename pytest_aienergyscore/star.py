@@ -15,6 +15,7 @@ from .datasets import DatasetError
 from .modelclass import MultiGpuRefused
 from .recorder import EnergyRecorder
 from .records import Record
+from .rules.protocol import UnknownVariant
 from .runner import BenchmarkRequest, default_device, run_benchmark
 from .session import EnergySession
 from .settings import Settings
@@ -31,7 +32,7 @@ def with_reasoning_params(spec: TaskSpec, params: Mapping[str, Any] | None) -> T
         return spec
     if not spec.reasoning:
         raise BackendError(f"reasoning_params apply to the reasoning task only, not to {spec.name}")
-    return replace(spec, reasoning_kwargs=MappingProxyType({**spec.reasoning_kwargs, **params}))
+    return replace(spec, chat_template_extra=MappingProxyType({**spec.chat_template_extra, **params}))
 
 
 class EnergyStar:
@@ -50,6 +51,7 @@ class EnergyStar:
         dataset: str | None = None,
         samples: int | None = None,
         reasoning_params: Mapping[str, Any] | None = None,
+        variant: str | None = None,
         **overrides: Any,
     ) -> Record:
         if self.calls:
@@ -60,6 +62,8 @@ class EnergyStar:
             pytest.skip("energy metering is off (--no-energy)")
         try:
             spec = with_reasoning_params(get_task(task), reasoning_params)
+            if variant not in (None, "default", "t5"):
+                spec.protocol_for(variant=variant)  # an unknown variant fails here, in one line
             request = BenchmarkRequest(
                 task=spec,
                 model=model,
@@ -74,11 +78,12 @@ class EnergyStar:
                 backend_options=backend_options(s),
                 model_class=s.model_class,
                 allow_multi_gpu=s.allow_multi_gpu,
+                variant=variant,
             )
             run_benchmark(self.recorder, s.backend, request, self.session.backend_cache)
         except ModelUnavailable as err:
             problem, skip = str(err), skip_unavailable
-        except (UnknownTask, DatasetError, BackendError, MultiGpuRefused) as err:
+        except (UnknownTask, UnknownVariant, DatasetError, BackendError, MultiGpuRefused) as err:
             problem, skip = str(err), False
         else:
             problem, skip = "", False

@@ -1,12 +1,11 @@
-"""The AI Energy Score task table: for each task, the protocol that optimum-benchmark's ``energy_star`` scenario
-follows, written down once so that every backend runs the same thing.
+"""The AI Energy Score tasks: what each one is called, which dataset it reads, what one query is.
 
-Why each field exists:
-- ``dataset``/``columns``: which samples a query is made of (1,000 of them, batch size 1);
-- ``kind``: which metered phases the task has: ``generate`` (preprocess, prefill, decode), ``forward`` (preprocess,
-  forward) or ``call`` (preprocess, call, for diffusion pipelines);
-- ``generate_kwargs``/``call_kwargs``: the exact work per query (greedy, fixed token counts, fixed steps and size);
-- ``query`` and ``unit``: what one query is and what the efficiency is counted in (samples, tokens, images).
+The work each query does (phases, generation and call parameters, preprocessing) is not written here: it comes
+from the protocol table in :mod:`.rules.protocol`, the one source every backend reads, and this module only points
+at it. Why each field exists:
+- ``dataset``/``columns``: which samples a query is made of;
+- ``query`` and ``unit``: what one query is and what the efficiency is counted in (samples, tokens, images);
+- ``half_precision``: text generation loads in bf16/fp16 on a GPU (the configs' ``torch_dtype``), others in fp32.
 Nothing here imports an ML library.
 """
 
@@ -17,16 +16,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-PROTOCOL_SAMPLES = 1000
-PROTOCOL_BATCH_SIZE = 1
-WARMUP_RUNS = 10
+from .rules.protocol import PROTOCOLS, Protocol, protocol_for
 
-GREEDY_10 = MappingProxyType(
-    {"max_new_tokens": 10, "min_new_tokens": 10, "do_sample": False, "num_beams": 1, "num_return_sequences": 1}
-)
-# Warm-up generates 2 tokens (energy_star's override): enough to compile kernels and fill caches, cheap to run.
-WARMUP_GENERATE = MappingProxyType({"max_new_tokens": 2, "min_new_tokens": 2})
-WARMUP_CALL = MappingProxyType({"num_inference_steps": 2})
+PROTOCOL_SAMPLES = PROTOCOLS["text_generation"].samples.value
+PROTOCOL_BATCH_SIZE = PROTOCOLS["text_generation"].batch_size.value
+WARMUP_RUNS = PROTOCOLS["text_generation"].warmup_runs.value
 
 
 class UnknownTask(ValueError):
@@ -40,46 +34,56 @@ class TaskSpec:
     name: str
     title: str
     hf_task: str
-    kind: str
     dataset: str
     columns: Mapping[str, str]
     query: str
     unit: str
-    generate_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    call_kwargs: Mapping[str, Any] = field(default_factory=dict)
     reasoning: bool = False
-    reasoning_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # Extra chat-template switches a test gave (reasoning_effort="high", say): they change the protocol.
+    chat_template_extra: Mapping[str, Any] = field(default_factory=dict)
     half_precision: bool = False
     reference_model: str | None = None
     leaderboard_task: str | None = None
 
     @property
+    def default_protocol(self) -> Protocol:
+        """The task's protocol for an ordinary model (T5-family models and named variants: :meth:`protocol_for`)."""
+        return PROTOCOLS[self.name]
+
+    def protocol_for(self, model_type: str | None = None, variant: str | None = None) -> Protocol:
+        return protocol_for(self.name, model_type, variant)
+
+    @property
+    def kind(self) -> str:
+        return self.default_protocol.kind
+
+    @property
     def phases(self) -> tuple[str, ...]:
         """The metered phases in report order."""
-        return {"generate": ("preprocess", "prefill", "decode"), "forward": ("preprocess", "forward")}.get(
-            self.kind, ("preprocess", "call")
-        )
+        return self.default_protocol.phases
 
     @property
     def is_generative(self) -> bool:
-        return self.kind == "generate"
+        return self.default_protocol.is_generative
 
-    def protocol(self) -> dict[str, Any]:
-        """The parameters a result must have used to be comparable, for records and reports."""
-        return {
-            "samples": PROTOCOL_SAMPLES,
-            "batch_size": PROTOCOL_BATCH_SIZE,
-            "generate_kwargs": dict(self.generate_kwargs),
-            "call_kwargs": dict(self.call_kwargs),
-            "reasoning": self.reasoning,
-            "reasoning_kwargs": dict(self.reasoning_kwargs),
-        }
+    @property
+    def generate_kwargs(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.default_protocol.generate())
+
+    @property
+    def call_kwargs(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.default_protocol.call())
+
+    @property
+    def reasoning_kwargs(self) -> Mapping[str, Any]:
+        """Chat-template switches: the protocol's (thinking on, for reasoning) and any a test added."""
+        template = self.default_protocol.pre("chat_template") or {}
+        switches = {k: v for k, v in template.items() if k != "add_generation_prompt"}
+        return MappingProxyType({**switches, **self.chat_template_extra})
 
 
 def _task(**kwargs: Any) -> TaskSpec:
     kwargs["columns"] = MappingProxyType(kwargs["columns"])
-    for key in ("generate_kwargs", "call_kwargs", "reasoning_kwargs"):
-        kwargs[key] = MappingProxyType(dict(kwargs.get(key, {})))
     return TaskSpec(**kwargs)
 
 
@@ -91,12 +95,10 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="text_generation",
                 title="Text generation",
                 hf_task="text-generation",
-                kind="generate",
                 dataset="AIEnergyScore/text_generation",
                 columns={"text": "text"},
                 query="prompt",
                 unit="tokens",
-                generate_kwargs=GREEDY_10,
                 half_precision=True,
                 reference_model="openai/gpt-oss-20b",
                 leaderboard_task="text_generation",
@@ -105,14 +107,11 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="reasoning",
                 title="Text generation with reasoning",
                 hf_task="text-generation",
-                kind="generate",
                 dataset="AIEnergyScore/text_generation",
                 columns={"text": "text"},
                 query="prompt (reasoning on)",
                 unit="tokens",
-                generate_kwargs={**GREEDY_10, "max_new_tokens": 8192, "min_new_tokens": 1},
                 reasoning=True,
-                reasoning_kwargs={"enable_thinking": True},
                 half_precision=True,
                 reference_model="Qwen/Qwen3-0.6B",
                 leaderboard_task="reasoning",
@@ -121,12 +120,10 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="summarization",
                 title="Summarization",
                 hf_task="summarization",
-                kind="generate",
                 dataset="AIEnergyScore/summarization",
                 columns={"text": "text"},
                 query="document",
                 unit="tokens",
-                generate_kwargs=GREEDY_10,
                 reference_model="sshleifer/distilbart-cnn-12-6",
                 leaderboard_task="summarization",
             ),
@@ -134,7 +131,6 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="question_answering",
                 title="Extractive question answering",
                 hf_task="question-answering",
-                kind="forward",
                 dataset="AIEnergyScore/extractive_qa",
                 columns={"question": "question", "context": "context"},
                 query="question with its context",
@@ -146,7 +142,6 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="text_classification",
                 title="Text classification",
                 hf_task="text-classification",
-                kind="forward",
                 dataset="AIEnergyScore/text_classification",
                 columns={"text": "text"},
                 query="text",
@@ -158,7 +153,6 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="sentence_similarity",
                 title="Sentence similarity",
                 hf_task="sentence-similarity",
-                kind="forward",
                 dataset="AIEnergyScore/sentence_similarity",
                 columns={"sentence1": "sentence1", "sentence2": "sentence2"},
                 query="sentence pair",
@@ -170,7 +164,6 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="image_classification",
                 title="Image classification",
                 hf_task="image-classification",
-                kind="forward",
                 dataset="AIEnergyScore/image_classification",
                 columns={"image": "image"},
                 query="image",
@@ -182,7 +175,6 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="object_detection",
                 title="Object detection",
                 hf_task="object-detection",
-                kind="forward",
                 dataset="AIEnergyScore/object_detection",
                 columns={"image": "image"},
                 query="image",
@@ -194,12 +186,10 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="automatic_speech_recognition",
                 title="Automatic speech recognition",
                 hf_task="automatic-speech-recognition",
-                kind="generate",
                 dataset="AIEnergyScore/ASR",
                 columns={"audio": "audio"},
                 query="audio clip",
                 unit="tokens",
-                generate_kwargs=GREEDY_10,
                 reference_model="openai/whisper-large-v3",
                 leaderboard_task="automatic_speech_recognition",
             ),
@@ -207,12 +197,10 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="image_captioning",
                 title="Image captioning",
                 hf_task="image-to-text",
-                kind="generate",
                 dataset="AIEnergyScore/image_captioning",
                 columns={"image": "image"},
                 query="image",
                 unit="tokens",
-                generate_kwargs=GREEDY_10,
                 reference_model="Salesforce/blip-image-captioning-base",
                 leaderboard_task="image_captioning",
             ),
@@ -220,12 +208,10 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 name="image_generation",
                 title="Image generation",
                 hf_task="text-to-image",
-                kind="call",
                 dataset="AIEnergyScore/image_generation",
                 columns={"prompt": "prompt"},
                 query="prompt (one image)",
                 unit="images",
-                call_kwargs={"num_inference_steps": 30, "num_images_per_prompt": 1, "height": 512, "width": 512},
                 reference_model="segmind/tiny-sd",
                 leaderboard_task="image_generation",
             ),

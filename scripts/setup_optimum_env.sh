@@ -34,12 +34,17 @@ OPTIMUM_SPEC="optimum-benchmark==0.6.0"
 # - pillow: REQUIRED even for text tasks: optimum_benchmark's dataset
 #   preprocessor (imported by the energy_star scenario) does `from PIL.Image
 #   import Image` at import time, yet pillow is not a declared dependency.
-# - diffusers / timm / torchvision: NOT needed for text tasks (optional imports).
+# - diffusers: image generation (text-to-image) loads its pipeline with it; the
+#   version AI Energy Score pins (0.35.2), which works with transformers 4.57 and
+#   torch 2.13. optimum-benchmark imports it, when present, at start-up.
+# - timm / torchvision: not needed (the tiny and leaderboard models used on the
+#   CPU are transformers-native; optional imports).
 EXTRA_SPECS=(
     "transformers<5"
     "datasets>=4.0.0,<6"
     "codecarbon>=3,<4"
     "pillow"
+    "diffusers==0.35.2"
 )
 STAMP_NAME=".aienergyscore-optimum-env.ok"
 
@@ -60,6 +65,7 @@ assert md.version("optimum-benchmark") == "0.6.0", md.version("optimum-benchmark
 assert int(md.version("transformers").split(".")[0]) < 5, md.version("transformers")
 for dist in ("datasets", "codecarbon", "pillow", "accelerate", "hydra-core"):
     md.version(dist)
+assert md.version("diffusers") == "0.35.2", md.version("diffusers")
 PY
 }
 
@@ -73,6 +79,7 @@ import transformers  # noqa: F401
 import datasets  # noqa: F401
 import codecarbon  # noqa: F401
 import PIL  # noqa: F401
+import diffusers.pipelines.auto_pipeline  # noqa: F401  (text-to-image)
 from optimum_benchmark import (  # noqa: F401
     Benchmark, BenchmarkConfig, EnergyStarConfig, InlineConfig, ProcessConfig, PyTorchConfig,
 )

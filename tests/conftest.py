@@ -28,6 +28,7 @@ for _outside_module in (
     "numpy",
     "httpx",
     "transformers",
+    "datasets",  # registers pyarrow extension types: a second import in one process fails
     "diffusers",
     "PIL.Image",
     "PIL.ImageDraw",

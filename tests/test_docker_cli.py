@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from pytest_aienergyscore.cli import main as cli_main
-from pytest_aienergyscore.docker_cli import RunUsageError, benchmark_source, build_plan, parse_value
+from pytest_aienergyscore.docker_cli import (
+    RunUsageError,
+    benchmark_arguments,
+    benchmark_source,
+    build_plan,
+    parse_value,
+)
 
 from .tiny_models import build_tiny_model
 
@@ -48,6 +54,13 @@ def test_values_are_read_as_hydra_reads_them(raw: str, value: object) -> None:
 )
 def test_optimum_benchmark_config_names_and_ours_are_accepted(config_name: str, task: str) -> None:
     assert build_plan(config_name, ["backend.model=org/m"]).task == task
+
+
+@pytest.mark.parametrize("task", ["summarization", "question_answering", "text_classification", "text_generation"])
+def test_the_t5_configs_run_their_task_with_the_t5_protocol(task: str) -> None:
+    plan = build_plan(f"t5_{task}", ["backend.model=google-t5/t5-small"])
+    assert (plan.task, plan.variant) == (task, "t5")
+    assert benchmark_arguments(plan, "--config-name t5_" + task)["energy_star"]["variant"] == "t5"
 
 
 def test_overrides_become_plugin_options_and_energy_star_arguments(tmp_path: Path) -> None:
@@ -103,14 +116,13 @@ def test_the_generated_benchmark_calls_energy_star_with_the_translation() -> Non
         "text_to_image",
         ["backend.model=org/sd", "scenario.call_kwargs.num_inference_steps=2", "scenario.call_kwargs.height=64"],
     )
-    tree = ast.parse(benchmark_source(plan, "--config-name text_to_image ..."))
+    tree = ast.parse(benchmark_source(plan))
     [test] = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     assert test.name == "test_image_generation"
-    [call] = [node for node in ast.walk(test) if isinstance(node, ast.Call) and ast.unparse(node.func) == "energy_star"]
-    named = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg not in (None, "model")}
-    assert named == {"task": "image_generation", "processor": None, "reasoning_params": None}
-    [spread] = [kw for kw in call.keywords if kw.arg is None]
-    assert ast.literal_eval(spread.value) == {"num_inference_steps": 2, "height": 64}
+    arguments = benchmark_arguments(plan, "--config-name text_to_image ...")
+    named = {k: v for k, v in arguments["energy_star"].items() if k != "model"}
+    assert named == {"task": "image_generation", "processor": None, "reasoning_params": None, "variant": None}
+    assert arguments["kwargs"] == {"num_inference_steps": 2, "height": 64}
 
 
 ERRORS = {

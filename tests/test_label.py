@@ -54,7 +54,7 @@ def record(task: str = "text_generation", wh: float = 30.0, queries: int = 1000,
         "meter": {"name": "nvml", "devices": [{"device": "cuda:0", "scope": "gpu", "name": H100}]},
         "environment": {"gpus": [{"device": "cuda:0", "scope": "gpu", "name": H100}], "cpu": "Xeon"},
         "dataset": {"name": spec.dataset, "official": True} if spec else {},
-        "metadata": {"protocol": spec.protocol(), "overrides": {}} if spec else {},
+        "metadata": {"protocol": spec.default_protocol.to_dict(), "overrides": {}} if spec else {},
         "finished_at": 1_760_000_000.0,
     }
     values.update(changes)

@@ -279,7 +279,7 @@ def comparable_record() -> Record:
         meter=fake_meter_info(1),
         environment={"gpus": [{"device": "cuda:0", "scope": "gpu", "name": H100}]},
         dataset={"name": task.dataset, "official": True},
-        metadata={"protocol": task.protocol(), "overrides": {}},
+        metadata={"protocol": task.default_protocol.to_dict(), "overrides": {}},
     )
 
 
@@ -428,7 +428,7 @@ def test_no_stars_without_a_class_or_for_a_task_off_the_leaderboard() -> None:
 def test_unclassed_tasks_ignore_the_class() -> None:
     record = comparable_record()
     record.task = "summarization"
-    record.metadata["protocol"] = get_task("summarization").protocol()
+    record.metadata["protocol"] = get_task("summarization").default_protocol.to_dict()
     record.dataset["name"] = get_task("summarization").dataset
     rating = rate(record)
     assert rating.model_class is None and rating.stars == score.stars_for("summarization", 11.01)
@@ -460,7 +460,7 @@ def test_reasoning_params_change_the_protocol_and_say_so(two_gpu_project: pytest
     )
     [session] = [p for p in (two_gpu_project.path / "results").iterdir() if p.is_dir()]
     [report] = [json.loads((p / "benchmark_report.json").read_text()) for p in session.iterdir() if p.is_dir()]
-    assert report["metadata"]["protocol"]["reasoning_kwargs"] == {"enable_thinking": True, "reasoning_effort": "high"}
+    assert report["metadata"]["chat_template_extra"] == {"reasoning_effort": "high"}
     reasons = report["summary"]["not_comparable_reasons"]
     assert "protocol parameters changed: max_new_tokens=3" in reasons
-    assert "protocol parameters differ from the reasoning task's: reasoning_kwargs" in reasons
+    assert "chat-template switches added to the protocol: reasoning_effort='high'" in reasons

@@ -7,11 +7,14 @@ and a vLLM server alike.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..rules.protocol import Protocol
 from ..tasks import TaskSpec
 
 Progress = Callable[[int], None]
@@ -57,6 +60,11 @@ class LoadRequest:
     device: str
     trust_remote_code: bool = False
     options: tuple[tuple[str, Any], ...] = ()
+    variant: str | None = None  # a named protocol variant (rules.protocol); None: the task's, or its T5 config
+
+    def protocol(self, model_type: str | None = None) -> Protocol:
+        """The protocol this load runs: the task's, the T5 config for a T5-family model, or the named variant."""
+        return self.task.protocol_for(model_type, self.variant)
 
 
 class Backend(ABC):
@@ -65,6 +73,8 @@ class Backend(ABC):
     name = "backend"
     # Where the work's CPU time shows up for the estimate meter: this process, or the whole machine (a server).
     cpu_scope = "process"
+    # The protocol the loaded model runs, set by ``load`` (it can depend on the model's type: T5 configs).
+    protocol: Protocol | None = None
 
     @abstractmethod
     def load(self, request: LoadRequest) -> dict[str, Any]:
@@ -83,3 +93,15 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Free the model (the runner keeps at most one loaded)."""
+
+
+def local_model_type(path: str | None) -> str | None:
+    """``model_type`` from a local folder's config.json: it picks T5-family protocols. None when it cannot be read."""
+    if not path:
+        return None
+    config = Path(path) / "config.json"
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None

@@ -1,20 +1,38 @@
 """The pytorch backend: transformers and diffusers in this process, one sample at a time, on one device.
 
-Rules it keeps (AI Energy Score's): batch size 1; one GPU (never ``device_map="auto"`` across GPUs); fp32, except
-text generation in bf16/fp16 on a GPU (fp32 on the CPU); ``trust_remote_code`` off unless asked; token counts from the
-tokenizer. Per-task differences live in small ``_Task`` classes so that each path is short and testable.
+It does the work optimum-benchmark's energy_star scenario does, as the protocol table (:mod:`..rules.protocol`)
+writes it down and the parity tests check: the same preprocessing (truncation to the model's window, text pairs as
+one sequence, images in RGB), the same generation and call parameters, the same warm-up, the same phases. Rules it
+adds (AI Energy Score's): batch size 1; one GPU (never ``device_map="auto"`` across GPUs); fp32, except text
+generation in bf16/fp16 on a GPU; ``trust_remote_code`` off unless asked. Every phase says what it actually did
+(new tokens per sample, forward calls, images, scheduler steps), counted from outputs, never from the configuration.
+Per-task differences live in small ``_Task`` classes so that each path is short and testable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tasks import WARMUP_CALL, WARMUP_GENERATE, TaskSpec
-from .base import Backend, BackendError, LoadRequest, ModelUnavailable, PhaseWork, Prepared, Progress
+from ..rules.protocol import WINDOW_DEFAULT, Protocol
+from ..tasks import TaskSpec
+from .base import (
+    Backend,
+    BackendError,
+    LoadRequest,
+    ModelUnavailable,
+    PhaseWork,
+    Prepared,
+    Progress,
+    local_model_type,
+)
+
+SEED = 42  # optimum-benchmark's backends call set_seed(42) before loading; sampled protocols (reasoning) need it
 
 # Which transformers architectures may serve a task: the auto-mapping names in transformers.models.auto.
 ARCHITECTURE_MAPPINGS = {
@@ -30,29 +48,57 @@ ARCHITECTURE_MAPPINGS = {
 }
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def resolve_model_path(model: str) -> str:
-    """A local folder, a model our offline packages ship, or a Hub id that must already be in the cache."""
+    """A local folder; a Hub id's snapshot in the local cache; the Hub id itself while the Hub can be reached; and
+    only when it cannot (``HF_HUB_OFFLINE``), a stand-in shipped by an offline package (see :func:`substitute_note`)."""
     if Path(model).expanduser().is_dir():
         return str(Path(model).expanduser())
     from .. import offline_models
 
+    cached = _cached_snapshot(model)
+    if cached is not None:
+        return cached
+    if not hub_offline():
+        return model
     try:
         offline = offline_models.resolve_offline_model(model)
     except offline_models.ModelUnavailable as err:
         raise ModelUnavailable(str(err)) from None
     if offline is not None:
         return str(offline)
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        try:
-            from huggingface_hub import snapshot_download
+    raise ModelUnavailable(
+        f"model {model!r} cannot be had here: not a local folder, not shipped by an offline model package, "
+        "not in the Hugging Face cache, and the Hub is offline (HF_HUB_OFFLINE=1)"
+    )
 
-            return str(snapshot_download(model, local_files_only=True))
-        except Exception:
-            raise ModelUnavailable(
-                f"model {model!r} cannot be had here: not a local folder, not shipped by an offline model package, "
-                "not in the Hugging Face cache, and the Hub is offline (HF_HUB_OFFLINE=1)"
-            ) from None
-    return model
+
+def _cached_snapshot(model: str) -> str | None:
+    """The model's snapshot in the Hugging Face cache, without asking the Hub; None when it is not there."""
+    if "/" not in model or model.startswith((".", "/", "~")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return str(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id: either way, not here
+        return None
+
+
+def substitute_facts(model: str, path: str) -> dict[str, Any]:
+    """Facts for the record when ``path`` is an offline stand-in for ``model`` rather than the model's own files."""
+    from .. import offline_models
+
+    if Path(model).expanduser().is_dir() or path == model:
+        return {}
+    found = offline_models.substitute_for(model)
+    if found is None:
+        return {}
+    note, comparable = found
+    return {"substitute": {"note": note, "comparable": comparable}, "notes": [f"offline stand-in: {note}"]}
 
 
 def _config_architectures(path: str) -> list[str]:
@@ -102,18 +148,25 @@ class PytorchBackend(Backend):
         self.facts: dict[str, Any] = {}
 
     def load(self, request: LoadRequest) -> dict[str, Any]:
-        impl_class = TASK_IMPLEMENTATIONS[request.task.kind if request.task.kind == "call" else request.task.name]
         path = resolve_model_path(request.model)
         processor_path = resolve_model_path(request.processor) if request.processor else path
-        check_architecture(request.task, request.model, path)
-        impl = impl_class(request, path, processor_path)
+        model_type = local_model_type(path)
+        protocol = request.protocol(model_type)
+        impl_class = implementation_for(protocol)
+        if protocol.variant != "t5":  # a T5 config runs a seq2seq model on a task whose usual models are others
+            check_architecture(request.task, request.model, path)
+        import torch
+
+        torch.manual_seed(SEED)
+        impl = impl_class(request, path, processor_path, protocol)
         try:
             impl.load()
         except (OSError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise BackendError(f"model {request.model!r} cannot be loaded for {request.task.name}: {first}") from None
         self.task_impl = impl
-        self.facts = impl.facts()
+        self.protocol = protocol
+        self.facts = {**impl.facts(), "model_type": model_type, **substitute_facts(request.model, path)}
         return self.facts
 
     @property
@@ -127,13 +180,28 @@ class PytorchBackend(Backend):
 
     def warmup(self, prepared: Prepared, runs: int, overrides: dict[str, Any]) -> None:
         if runs and prepared.inputs:
-            self.impl.warmup(prepared.inputs[0], runs, overrides)
+            with self.model_errors("warm-up"):
+                self.impl.warmup(prepared.inputs[0], runs, overrides)
 
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         import torch
 
-        with torch.inference_mode():
+        with self.model_errors(phase), torch.inference_mode():
             return self.impl.run(phase, prepared, overrides, progress)
+
+    @contextlib.contextmanager
+    def model_errors(self, phase: str) -> Iterator[None]:
+        """What the model refuses (a window too short for the protocol's tokens, an override it does not take)
+        becomes one line naming the model and the phase, instead of a traceback from deep inside transformers."""
+        try:
+            yield
+        except (ValueError, TypeError, IndexError, RuntimeError) as err:
+            text = str(err).strip()
+            first = text.splitlines()[0][:400] if text else ""
+            impl = self.impl
+            raise BackendError(
+                f"model {impl.request.model!r} failed in {phase} of {impl.task.name}: {type(err).__name__}: {first}"
+            ) from None
 
     def close(self) -> None:
         self.task_impl = None
@@ -148,9 +216,10 @@ class PytorchBackend(Backend):
 class _Task:
     """One task's loading, preprocessing and phases. Subclasses override what differs."""
 
-    def __init__(self, request: LoadRequest, path: str, processor_path: str) -> None:
+    def __init__(self, request: LoadRequest, path: str, processor_path: str, protocol: Protocol) -> None:
         self.request = request
         self.task = request.task
+        self.protocol = protocol
         self.path = path
         self.processor_path = processor_path
         self.device = request.device
@@ -191,73 +260,80 @@ class _Task:
         raise NotImplementedError
 
     def warmup(self, first: Any, runs: int, overrides: dict[str, Any]) -> None:
+        """energy_star's inference warm-up: ``warmup_runs`` forwards of the first sample."""
         for _ in range(runs):
             self.model(**first)
 
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         if phase != "forward":
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
-        model = self.model
+        model, calls = self.model, 0
         for inputs in prepared.inputs:
             model(**inputs)
+            calls += 1
             progress(1)
-        return PhaseWork(samples=len(prepared), tokens=prepared.input_tokens)
+        return PhaseWork(samples=len(prepared), tokens=prepared.input_tokens, details={"forward_calls": calls})
 
 
 class _TextTokenMixin:
-    """Truncation to the model's window, counted."""
+    """Tokenising the way energy_star's text preprocessors do: once, truncated to the model's window."""
 
     tokenizer: Any
     model: Any
-
-    def max_input_length(self, reserve: int = 0) -> int | None:
-        limits = []
-        config = getattr(self.model, "config", None)
-        for name in ("max_position_embeddings", "n_positions", "max_source_positions"):
-            value = getattr(config, name, None)
-            if isinstance(value, int) and value > 0:
-                limits.append(value)
-        model_max = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(model_max, int) and 0 < model_max < 10**7:
-            limits.append(model_max)
-        return max(min(limits) - reserve, 1) if limits else None
-
+    protocol: Protocol
     to_device: Callable[[Any], Any]
 
-    def encode_all(
-        self, texts: Sequence[tuple[str, ...]], limit: int | None, truncation: bool | str = True, **kwargs: Any
-    ) -> Prepared:
-        """Each text (or text pair) tokenised on its own, batch size 1, with tokens and truncations counted."""
-        inputs, tokens, truncated = [], 0, 0
-        for text in texts:
-            encoded, cut = self.encode(text, limit, truncation, **kwargs)
-            truncated += cut
-            tokens += int(encoded["input_ids"].shape[-1])
-            inputs.append(self.to_device(encoded))
-        return Prepared(inputs, input_tokens=tokens, truncated=truncated)
+    def window(self, reserve: int = 0) -> int | None:
+        """``max_position_embeddings`` (512 when the config has none, as upstream) less what the protocol reserves
+        (the new tokens of a generation, or the T5 prefix fields); None when nothing is left to truncate to."""
+        config = getattr(self.model, "config", None)
+        window = getattr(config, "max_position_embeddings", None)
+        if not isinstance(window, int) or window <= 0:
+            window = int(self.protocol.pre("window_default", WINDOW_DEFAULT))
+        limit = window - reserve
+        return limit if limit > 0 else None
 
-    def encode(self, texts: Any, limit: int | None, truncation: bool | str = True, **kwargs: Any) -> tuple[Any, bool]:
-        """Tokenise; only when the input is longer than the window, tokenise again truncated (and say so)."""
-        full = self.tokenizer(*texts, return_tensors="pt", **kwargs)
-        length = full["input_ids"].shape[-1]
-        if limit is None or length <= limit:
-            return full, False
-        cut = self.tokenizer(*texts, return_tensors="pt", truncation=truncation, max_length=limit, **kwargs)
-        return cut, True
+    def reserve(self) -> int:
+        """What the protocol subtracts from the window: the generation's new tokens, or a number of fields."""
+        rule = self.protocol.pre("window_reserve")
+        if rule == "max_new_tokens":
+            return int(self.protocol.generate().get("max_new_tokens", 0))
+        return int(rule or 0)
+
+    def encode_all(self, texts: Sequence[tuple[str, ...]], **kwargs: Any) -> Prepared:
+        """Each text (or text pair, as one sequence) tokenised once, batch size 1, tokens counted.
+
+        ``truncated`` counts inputs that reached the window: energy_star truncates in the same single call, and a
+        second, untruncated tokenisation to tell "cut" from "exactly as long" would double the metered work.
+        """
+        limit = self.window(self.reserve())
+        truncation = bool(self.protocol.pre("truncation", True)) and limit is not None
+        inputs, tokens, at_limit = [], 0, 0
+        for text in texts:
+            if truncation:
+                encoded = self.tokenizer(*text, return_tensors="pt", truncation=True, max_length=limit, **kwargs)
+            else:
+                encoded = self.tokenizer(*text, return_tensors="pt", **kwargs)
+            length = int(encoded["input_ids"].shape[-1])
+            at_limit += int(limit is not None and length >= limit)
+            tokens += length
+            inputs.append(self.to_device(encoded))
+        return Prepared(inputs, input_tokens=tokens, truncated=at_limit)
 
 
 class _Generative(_Task):
     """prefill (one new token) and generate (the protocol's tokens) over every sample; decode is derived."""
 
     def generate_kwargs(self, overrides: dict[str, Any], phase: str) -> dict[str, Any]:
-        kwargs = {**self.task.generate_kwargs, **overrides}
         if phase == "prefill":
-            kwargs.update(max_new_tokens=1, min_new_tokens=1)
+            kwargs = self.protocol.prefill(overrides)
         elif phase == "warmup":
-            kwargs.update(WARMUP_GENERATE)
+            kwargs = self.protocol.warmup_generate(overrides)
+        else:
+            kwargs = self.protocol.generate(overrides)
         pad = getattr(self.processor_tokenizer(), "pad_token_id", None)
         eos = getattr(self.processor_tokenizer(), "eos_token_id", None)
-        if pad is None and eos is not None:
+        if pad is None and eos is not None:  # energy_star sets the tokenizer's pad token to its eos token
             kwargs.setdefault("pad_token_id", eos)
         return kwargs
 
@@ -271,6 +347,10 @@ class _Generative(_Task):
         return int(output.shape[-1]) - int(inputs["input_ids"].shape[-1])
 
     def warmup(self, first: Any, runs: int, overrides: dict[str, Any]) -> None:
+        """energy_star's text-generation warm-up: one full generation, then ``runs`` two-token generations."""
+        if not runs:
+            return
+        self.model.generate(**first, **self.generate_kwargs(overrides, "generate"))
         kwargs = self.generate_kwargs(overrides, "warmup")
         for _ in range(runs):
             self.model.generate(**first, **kwargs)
@@ -280,15 +360,20 @@ class _Generative(_Task):
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
         kwargs = self.generate_kwargs(overrides, phase)
         generate = self.model.generate
-        new_tokens = 0
+        per_sample: Counter[int] = Counter()
         for inputs in prepared.inputs:
             output = generate(**inputs, **kwargs)
-            new_tokens += self.generated_tokens(inputs, output)
+            per_sample[self.generated_tokens(inputs, output)] += 1
             progress(1)
         return PhaseWork(
             samples=len(prepared),
-            tokens=new_tokens,
-            details={"input_tokens": prepared.input_tokens, "generate_kwargs": _plain(kwargs)},
+            tokens=sum(n * count for n, count in per_sample.items()),
+            details={
+                "input_tokens": prepared.input_tokens,
+                "generate_kwargs": _plain(kwargs),
+                "generate_calls": sum(per_sample.values()),
+                "new_tokens_per_sample": {str(n): per_sample[n] for n in sorted(per_sample)},
+            },
         )
 
 
@@ -307,38 +392,65 @@ class _CausalLM(_Generative, _TextTokenMixin):
         self.model = self.place(AutoModelForCausalLM.from_pretrained(self.path, **self.model_kwargs()))
 
     def prompt(self, text: str) -> str:
-        if not self.task.reasoning:
+        """The raw prompt, or the chat template's rendering with the protocol's switches (thinking on)."""
+        template = self.protocol.pre("chat_template")
+        if not template:
             return text
         if not getattr(self.tokenizer, "chat_template", None):
             raise BackendError(f"model {self.request.model!r} has no chat template: reasoning cannot be switched on")
+        switches = {**template, **dict(self.task.chat_template_extra)}
         rendered: str = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}],
-            tokenize=False,
-            add_generation_prompt=True,
-            **dict(self.task.reasoning_kwargs),
+            [{"role": "user", "content": text}], tokenize=False, **switches
         )
         return rendered
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        limit = self.max_input_length(reserve=int(self.task.generate_kwargs.get("max_new_tokens", 0)))
-        special = not self.task.reasoning  # a chat template already carries its special tokens
+        special = not self.protocol.pre("chat_template")  # a chat template already carries its special tokens
         prompts = [(self.prompt(sample["text"]),) for sample in samples]
-        return self.encode_all(prompts, limit, add_special_tokens=special)
+        return self.encode_all(prompts, add_special_tokens=special, return_token_type_ids=False)
+
+
+def _seq2seq_load(impl: Any) -> None:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    impl.tokenizer = AutoTokenizer.from_pretrained(impl.processor_path)
+    impl.processor = impl.tokenizer
+    impl.model = impl.place(AutoModelForSeq2SeqLM.from_pretrained(impl.path, **impl.model_kwargs()))
 
 
 class _Seq2Seq(_Generative, _TextTokenMixin):
-    def load(self) -> None:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    """energy_star's text2text-generation: the T5 configs (a task prefix before the text) and our generate variant."""
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.processor_path)
-        self.processor = self.tokenizer
-        self.model = self.place(AutoModelForSeq2SeqLM.from_pretrained(self.path, **self.model_kwargs()))
+    def load(self) -> None:
+        _seq2seq_load(self)
+
+    def text(self, sample: dict[str, Any]) -> str:
+        first, second = self.protocol.pre("prefix1", ""), self.protocol.pre("prefix2")
+        if second is not None:  # question answering: "question: <q> context: <c>"
+            return f"{first}{sample['question']}{second}{sample['context']}"
+        return f"{first}{sample['text']}"
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        return self.encode_all([(sample["text"],) for sample in samples], self.max_input_length())
+        texts = [(self.text(sample),) for sample in samples]
+        return self.encode_all(texts, return_token_type_ids=False)
+
+
+class _Seq2SeqForward(_Task, _TextTokenMixin):
+    """energy_star's summarization: one forward pass of the seq2seq model per document (no generation)."""
+
+    def load(self) -> None:
+        _seq2seq_load(self)
+
+    def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
+        return self.encode_all([(sample["text"],) for sample in samples])
 
 
 class _SpeechSeq2Seq(_Generative):
+    def generated_tokens(self, inputs: dict[str, Any], output: Any) -> int:
+        """Whisper's ``generate`` strips its decoder prompt (start, language and task tokens): all it returns is new
+        (checked against energy_star's own count by the parity tests)."""
+        return int(output.shape[-1])
+
     def load(self) -> None:
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
@@ -401,41 +513,43 @@ def _image_text_processor(path: str) -> Any:
         return _Pair()
 
 
-class _TextClassification(_Task, _TextTokenMixin):
-    def load(self) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+class _TextForward(_Task, _TextTokenMixin):
+    """One forward per sample of a text model; a text pair (question and context, two sentences) is one sequence,
+    as energy_star's preprocessors encode it (``tokenizer(first, second, truncation=True)``: longest first)."""
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.processor_path)
-        self.model = self.place(AutoModelForSequenceClassification.from_pretrained(self.path, **self.model_kwargs()))
+    auto_class = "AutoModelForSequenceClassification"
+
+    def load(self) -> None:
+        import transformers
+
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.processor_path)
+        auto = getattr(transformers, self.auto_class)
+        self.model = self.place(auto.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        return self.encode_all([(sample["text"],) for sample in samples], self.max_input_length())
+        pair = self.protocol.pre("text_pair")
+        texts = [tuple(sample[key] for key in pair) if pair else (sample["text"],) for sample in samples]
+        return self.encode_all(texts)
 
 
-class _QuestionAnswering(_TextClassification):
-    def load(self) -> None:
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(self.processor_path)
-        self.model = self.place(AutoModelForQuestionAnswering.from_pretrained(self.path, **self.model_kwargs()))
-
-    def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        pairs = [(sample["question"], sample["context"]) for sample in samples]
-        return self.encode_all(pairs, self.max_input_length(), truncation="only_second")  # keep the question whole
+class _QuestionAnswering(_TextForward):
+    auto_class = "AutoModelForQuestionAnswering"
 
 
-class _SentenceSimilarity(_TextClassification):
-    """Both sentences embedded (two forwards per query), as a sentence-similarity pipeline does."""
+class _SentencePair(_TextForward):
+    """energy_star's sentence similarity: the pair as one sequence through the base model, one forward per query."""
 
-    def load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+    auto_class = "AutoModel"
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.processor_path)
-        self.model = self.place(AutoModel.from_pretrained(self.path, **self.model_kwargs()))
+
+class _SentenceEmbeddings(_TextForward):
+    """Our ``embed-pair`` variant: both sentences embedded (two forwards) and compared, as a pipeline would."""
+
+    auto_class = "AutoModel"
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
         sentences = [(sample[key],) for sample in samples for key in ("sentence1", "sentence2")]
-        flat = self.encode_all(sentences, self.max_input_length())
+        flat = self.encode_all(sentences)
         flat.inputs = [list(pair) for pair in zip(flat.inputs[::2], flat.inputs[1::2], strict=True)]
         return flat
 
@@ -454,7 +568,8 @@ class _SentenceSimilarity(_TextClassification):
             b = _mean_pool(self.model(**second).last_hidden_state, second["attention_mask"])
             torch.nn.functional.cosine_similarity(a, b)
             progress(1)
-        return PhaseWork(samples=len(prepared), tokens=prepared.input_tokens)
+        details = {"forward_calls": 2 * len(prepared)}
+        return PhaseWork(samples=len(prepared), tokens=prepared.input_tokens, details=details)
 
 
 def _mean_pool(hidden: Any, mask: Any) -> Any:
@@ -473,7 +588,10 @@ class _Vision(_Task):
         self.model = self.place(auto.from_pretrained(self.path, **self.model_kwargs()))
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
-        return Prepared([self.to_device(self.processor(images=s["image"], return_tensors="pt")) for s in samples])
+        """Images in RGB (energy_star's image preprocessor converts them), one at a time."""
+        mode = self.protocol.pre("image_mode")
+        images = [s["image"].convert(mode) if mode else s["image"] for s in samples]
+        return Prepared([self.to_device(self.processor(images=image, return_tensors="pt")) for image in images])
 
 
 class _ObjectDetection(_Vision):
@@ -510,35 +628,71 @@ class _Diffusion(_Task):
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
         return Prepared([str(s["prompt"]) for s in samples])
 
-    def call_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        return {**self.task.call_kwargs, **overrides}
-
     def warmup(self, first: Any, runs: int, overrides: dict[str, Any]) -> None:
-        kwargs = {**self.call_kwargs(overrides), **WARMUP_CALL}
+        """energy_star's diffusion warm-up: one call with the protocol's kwargs, then ``runs`` two-step calls."""
+        if not runs:
+            return
+        self.model(first, **self.protocol.call(overrides))
+        kwargs = self.protocol.warmup_call(overrides)
         for _ in range(runs):
             self.model(first, **kwargs)
 
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         if phase != "call":
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
-        kwargs = self.call_kwargs(overrides)
-        images = 0
-        for prompt in prepared.inputs:
-            images += len(self.model(prompt, **kwargs).images)
-            progress(1)
-        return PhaseWork(samples=len(prepared), details={"images": images, "call_kwargs": _plain(kwargs)})
+        kwargs = self.protocol.call(overrides)
+        images, size = 0, None
+        with count_calls(self.model.scheduler, "step") as steps:
+            for prompt in prepared.inputs:
+                output = self.model(prompt, **kwargs).images
+                images += len(output)
+                size = size or (list(output[0].size) if output and hasattr(output[0], "size") else None)
+                progress(1)
+        details = {"images": images, "image_size": size, "scheduler_steps": steps[0], "call_kwargs": _plain(kwargs)}
+        return PhaseWork(samples=len(prepared), details=details)
+
+
+class count_calls:
+    """Counts calls of ``owner.name`` while the block runs (the scheduler's steps: what a diffusion call did)."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.owner, self.name, self.count = owner, name, [0]
+
+    def __enter__(self) -> list[int]:
+        original = getattr(self.owner, self.name)
+        count = self.count
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return original(*args, **kwargs)
+
+        setattr(self.owner, self.name, counted)
+        return count
+
+    def __exit__(self, *exc: object) -> None:
+        delattr(self.owner, self.name)  # the instance attribute goes; the class's method shows through again
+
+
+def implementation_for(protocol: Protocol) -> type[_Task]:
+    """The ``_Task`` class that does a protocol's work."""
+    if protocol.kind == "call":
+        return _Diffusion
+    if protocol.optimum_task == "text2text-generation":
+        return _Seq2Seq
+    if protocol.task == "summarization":
+        return _Seq2SeqForward
+    if protocol.task == "sentence_similarity":
+        return _SentenceEmbeddings if protocol.pre("embed_separately") else _SentencePair
+    return TASK_IMPLEMENTATIONS[protocol.task]
 
 
 TASK_IMPLEMENTATIONS: dict[str, type[_Task]] = {
     "text_generation": _CausalLM,
     "reasoning": _CausalLM,
-    "summarization": _Seq2Seq,
     "automatic_speech_recognition": _SpeechSeq2Seq,
     "image_captioning": _ImageToText,
-    "text_classification": _TextClassification,
+    "text_classification": _TextForward,
     "question_answering": _QuestionAnswering,
-    "sentence_similarity": _SentenceSimilarity,
     "image_classification": _Vision,
     "object_detection": _ObjectDetection,
-    "call": _Diffusion,
 }
