@@ -5,8 +5,11 @@
         with energy_meter.measure("decode", samples=len(prompts)) as phase:
             phase.tokens = run(prompts)
 
-Phases may be several per test and may nest. A block that raises records nothing for itself, but the phases finished
-before it are kept and written with the test's outcome.
+Phases may be several per test and may nest. An inner phase is recorded with its parent (the name path of the windows
+around it) and reported as a part of it: the total adds up outermost phases only. Windows of one name in one place add
+up, so a loop ``for batch in batches: with energy_meter.measure("decode", samples=len(batch))`` is one decode of all
+batches. A block that raises records nothing for itself, but the phases finished before it are kept (its inner phases
+move up to its place) and written with the test's outcome.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .energy import Measurement
-from .records import Phase, Record
+from .records import PATH_SEPARATOR, Phase, Record
 from .session import EnergySession
 
 log = logging.getLogger("pytest_aienergyscore")
@@ -41,6 +44,18 @@ class PhaseHandle:
     measurement: Measurement | None = None
 
 
+def check_phase_name(name: object) -> None:
+    """A phase name is a non-empty string without the path separator, which joins nested names in reports."""
+    if not isinstance(name, str) or not name.strip() or PATH_SEPARATOR in name:
+        import pytest  # only here: the recorder also runs outside pytest (perf scripts)
+
+        pytest.fail(
+            f"energy_meter.measure: phase name {name!r} is not allowed; use a non-empty name without "
+            f"{PATH_SEPARATOR!r} ({PATH_SEPARATOR!r} joins the names of nested phases in reports)",
+            pytrace=False,
+        )
+
+
 class EnergyRecorder:
     """Collects the phases of one test into a :class:`Record` for the session."""
 
@@ -49,6 +64,7 @@ class EnergyRecorder:
         self.nodeid = nodeid
         self.enabled = not session.settings.disabled
         self.phases: list[Phase] = []
+        self.open_phases: list[str] = []  # names of the recorded windows open now, outermost first
         # Code under energy_meter is the test's own; energy_star sets the backend it actually used.
         self.identity: dict[str, Any] = {"backend": "custom"}
         self.metadata: dict[str, Any] = {}
@@ -86,9 +102,11 @@ class EnergyRecorder:
     ) -> Iterator[PhaseHandle]:
         """Meter the block as phase ``phase``. Counts can be given up front or set on the yielded handle.
 
-        ``record=False`` meters without recording a phase (the measurement is left on the handle), for windows
-        that only serve to derive another phase, such as a full generation from which decode is derived.
+        A phase opened inside another is recorded as part of it. ``record=False`` meters without recording a phase
+        (the measurement is left on the handle), for windows that only serve to derive another phase, such as a full
+        generation from which decode is derived; such a window is no one's parent.
         """
+        check_phase_name(phase)
         handle = PhaseHandle(phase, samples, tokens, repetition, dict(details))
         if not self.enabled:
             yield handle
@@ -96,28 +114,59 @@ class EnergyRecorder:
         meter = self.session.meter
         window = f"{phase}#{next(_window_ids)}"
         meter.begin_window(window)
+        if record:
+            self.open_phases.append(phase)
         try:
             yield handle
         except BaseException:
             meter.cancel_window(window)
             self._log(f"phase {phase}: raised, nothing recorded for it")
+            if record:
+                self._close_unrecorded()
             raise
-        measurement = meter.end_window(window)
+        try:
+            measurement = meter.end_window(window)
+        except BaseException:
+            if record:
+                self._close_unrecorded()
+            raise
         handle.measurement = measurement
         if not record:
             return
+        self.open_phases.pop()
         self.add_phase(
             Phase(phase, measurement, handle.samples, handle.tokens, handle.repetition, dict(handle.details))
         )
 
+    def _parent_path(self) -> str | None:
+        return PATH_SEPARATOR.join(self.open_phases) or None
+
+    def _close_unrecorded(self) -> None:
+        """The innermost open window raised: its finished inner phases take its place, as parts of its parent, so
+        that their energy (the only record of that work) still reaches the total when it was outermost."""
+        gone = self._parent_path()
+        self.open_phases.pop()
+        above = self._parent_path()
+        for index, phase in enumerate(self.phases):
+            if phase.parent == gone:
+                self.phases[index] = replace(phase, parent=above)
+            elif phase.parent and gone and phase.parent.startswith(gone + PATH_SEPARATOR):
+                rest = phase.parent[len(gone) + 1 :]
+                self.phases[index] = replace(phase, parent=f"{above}{PATH_SEPARATOR}{rest}" if above else rest)
+
     def add_phase(self, phase: Phase) -> None:
-        """Record a phase measured elsewhere (e.g. read from optimum-benchmark's report)."""
+        """Record a phase (one measured by :meth:`measure`, or elsewhere: optimum-benchmark's report, a derived
+        decode). One added while windows are open, without a parent of its own, is part of the innermost."""
+        if phase.parent is None and self.open_phases:
+            phase = replace(phase, parent=self._parent_path())
         self.phases.append(phase)
         m = phase.measurement
         energies = ", ".join(f"{d.device} {d.joules:.3f} J ({d.scope}, {d.kind})" for d in m.devices)
+        where = f" inside {phase.parent}" if phase.parent else ""
         self._log(
-            f"phase {phase.name} (repetition {phase.repetition}): {m.duration_s:.3f} s, {energies}, meter {m.meter}, "
-            f"samples {phase.samples}, tokens {phase.tokens}" + (f"; {'; '.join(m.warnings)}" if m.warnings else "")
+            f"phase {phase.name}{where} (repetition {phase.repetition}): {m.duration_s:.3f} s, {energies}, "
+            f"meter {m.meter}, samples {phase.samples}, tokens {phase.tokens}"
+            + (f"; {'; '.join(m.warnings)}" if m.warnings else "")
         )
 
     def _log(self, text: str) -> None:

@@ -3,14 +3,14 @@ metered phases over every sample, repeated as asked, into the test's record.
 
 Decode is never metered on its own, because generation cannot be split inside one ``generate`` call: like
 optimum-benchmark's energy_star we meter a prefill pass (one new token per sample) and a full generation pass over
-the whole dataset, and decode = generation - prefill. Unlike it we never pass on a negative decode: it is clamped to
-zero, flagged, and every decode phase carries the split's uncertainty.
+the whole dataset, and decode = generation - prefill (:func:`~.energy.derive_decode`, the one rule every backend uses:
+never clamped, so the total is preprocess + the whole generation pass; a negative split is flagged, and every decode
+phase carries the split's uncertainty).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 import statistics
 import sys
@@ -21,15 +21,16 @@ from typing import Any
 
 from .backends import Backend, BackendError, LoadRequest, PhaseWork, Prepared, create_backend
 from .datasets import load_samples
-from .energy import CONFIDENCE_LOW, CONFIDENCE_OK, CONFIDENCE_UNTRUSTWORTHY, DeviceEnergy, Measurement
+from .energy import derive_decode, split_details
+from .meters.gpu_processes import metered_gpus_differ
 from .modelclass import ModelSize, check_gpu_count, gpus_in, model_size
 from .recorder import EnergyRecorder
 from .records import Phase
 from .report.paths import safe_part, unique_child
+from .rules.protocol import Protocol
 from .tasks import TaskSpec
 
 PROGRESS_MIN_SAMPLES = 20
-_CONFIDENCE_ORDER = (CONFIDENCE_OK, CONFIDENCE_LOW, CONFIDENCE_UNTRUSTWORTHY)
 
 
 @dataclass
@@ -46,12 +47,19 @@ class BenchmarkRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     model_class: str | None = None  # --energy-model-class: wins over the counted class
     allow_multi_gpu: bool = False
+    variant: str | None = None  # a named protocol variant of our own (recorded, never comparable)
 
     backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
 
     def load_request(self) -> LoadRequest:
         return LoadRequest(
-            self.model, self.processor, self.task, self.device, self.trust_remote_code, self.backend_options
+            self.model,
+            self.processor,
+            self.task,
+            self.device,
+            self.trust_remote_code,
+            self.backend_options,
+            self.variant,
         )
 
 
@@ -115,10 +123,11 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     task = request.task
     size = apply_model_rules(recorder, request)  # before loading: a refused run should not wait for the model
     backend, facts = cache.get(backend_name, request.load_request())
-    if size.model_class is None:
+    if size.model_class is None or facts.get("server_gpus"):
         apply_model_rules(recorder, request, facts)
+    protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
     if hasattr(backend, "run_protocol"):  # optimum-benchmark meters its own phases: read them, do not meter here
-        _run_own_protocol(recorder, backend, request, facts)
+        _run_own_protocol(recorder, backend, request, facts, protocol)
         return
     samples, info = load_samples(task, request.dataset, request.samples)
     recorder.set(
@@ -127,11 +136,13 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
         processor=request.processor,
         backend=backend.name,
         queries=len(samples),
-        protocol=task.protocol(),
+        protocol=protocol.to_dict(),
         overrides=dict(request.overrides),
         model_facts=facts,
         warmup_runs=request.warmup,
     )
+    if task.chat_template_extra:
+        recorder.set(chat_template_extra=dict(task.chat_template_extra))
     if not info.official:
         recorder.note(info.note or f"dataset {info.name} is not the official {task.dataset}")
     elif info.note:
@@ -157,10 +168,10 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     backend.warmup(prepared, request.warmup, request.overrides)
     label = request.model.rsplit("/", 1)[-1]
     for repetition in range(request.repeat):
-        if task.is_generative:
+        if protocol.is_generative:
             _generative_phases(recorder, backend, prepared, request, repetition, label)
         else:
-            phase_name = task.phases[-1]
+            phase_name = protocol.phases[-1]
             progress = _Progress(len(prepared), f"{label} {phase_name}")
             try:
                 with recorder.measure(phase_name, samples=len(prepared), repetition=repetition) as phase:
@@ -188,20 +199,31 @@ def apply_model_rules(
     """The model's class from its files (or the override), into the record; then AI Energy Score's one-GPU rule.
 
     Called before loading with the model id alone, and again with the loaded model's facts (its resolved folder)
-    when the id did not tell. Raises MultiGpuRefused for a class A or B model metered on more than one GPU.
+    when the id did not tell or a local server was found on GPUs. Raises MultiGpuRefused for a class A or B model
+    metered (or served) on more than one GPU, and BackendError when an NVML meter meters other GPUs than the server's.
     """
     facts = facts or {}
     override = request.model_class or recorder.identity.get("model_class")
     size = model_size([request.model, facts.get("path")], override, facts.get("parameters"))
-    gpus = gpus_in(recorder.session.meter.info().to_dict()) if recorder.enabled else 0
-    allowed = check_gpu_count(size.model_class, gpus, request.allow_multi_gpu)
+    meter = recorder.session.meter.info().to_dict() if recorder.enabled else {}
+    gpus, server = gpus_in(meter), None
+    if facts.get("server_gpus"):  # a local server's GPUs did the work: the rule counts them, the meter must meter them
+        server = f"the {facts.get('server', 'model')} server at {facts.get('endpoint')}"
+        gpus = len(facts["server_gpus"])
+    allowed = check_gpu_count(size.model_class, gpus, request.allow_multi_gpu, server)
+    if server is not None:
+        problem = metered_gpus_differ(facts["server_gpus"], meter, server)
+        if problem:
+            raise BackendError(problem)
     if size.model_class:
         recorder.set(model_class=size.model_class)
     recorder.set(model_size=size.to_metadata(), gpu_count=gpus, multi_gpu_allowed=allowed)
     return size
 
 
-def _run_own_protocol(recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any]) -> None:
+def _run_own_protocol(
+    recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any], protocol: Protocol
+) -> None:
     """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
     come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
     and the one-line error names the log in it."""
@@ -211,11 +233,13 @@ def _run_own_protocol(recorder: EnergyRecorder, backend: Any, request: Benchmark
         task=task.name,
         processor=request.processor,
         backend=backend.name,
-        protocol=task.protocol(),
+        protocol=protocol.to_dict(),
         overrides=dict(request.overrides),
         model_facts=facts,
         warmup_runs=request.warmup,
     )
+    if task.chat_template_extra:
+        recorder.set(chat_template_extra=dict(task.chat_template_extra))
     run_dir = unique_child(recorder.session.session_dir / "backend-runs", safe_part(recorder.nodeid, "test"))
     try:
         result = backend.run_protocol(request, run_dir, recorder.session.settings)
@@ -271,56 +295,12 @@ def _generative_phases(
     decode = derive_decode(prefill.measurement, generate.measurement)
     decode_tokens = max((gen_work.tokens or 0) - n, 0)  # the first new token of each sample belongs to prefill
     details = {
-        "method": "generate pass minus prefill pass, both over the whole dataset",
-        "generate_j": generate.measurement.joules(),
-        "generate_s": generate.measurement.duration_s,
-        "prefill_j": prefill.measurement.joules(),
+        **split_details(prefill.measurement, generate.measurement),
         "generated_tokens": gen_work.tokens,
-        "uncertainty_j": split_uncertainty_j(prefill.measurement, generate.measurement),
         **gen_work.details,
     }
     recorder.add_phase(Phase("decode", decode, n, decode_tokens, repetition, details))
     fail_after_recording(gen_work)
-
-
-def derive_decode(prefill: Measurement, generate: Measurement) -> Measurement:
-    """generate - prefill per device, never negative; a clamped split is flagged, not hidden."""
-    before = {d.device: d.joules for d in prefill.devices}
-    devices, warnings = [], list(dict.fromkeys((*prefill.warnings, *generate.warnings)))
-    for device in generate.devices:
-        joules = device.joules - before.get(device.device, 0.0)
-        if joules < 0:
-            warnings.append(
-                f"{device.device}: prefill pass ({before[device.device]:.4g} J) used more than the whole generation "
-                f"({device.joules:.4g} J); decode set to 0 J, the split is within noise"
-            )
-            joules = 0.0
-        devices.append(DeviceEnergy(device.device, device.scope, joules, device.kind, device.meter))
-    clamped = len(warnings) > len(set((*prefill.warnings, *generate.warnings)))
-    confidence = max(prefill.confidence, generate.confidence, key=_CONFIDENCE_ORDER.index)
-    if clamped:
-        confidence = CONFIDENCE_UNTRUSTWORTHY
-    return Measurement(
-        name="decode",
-        meter=generate.meter,
-        kind=generate.kind,
-        duration_s=max(generate.duration_s - prefill.duration_s, 0.0),
-        devices=tuple(devices),
-        started_at=generate.started_at,
-        counter_period_s=generate.counter_period_s,
-        confidence=confidence,
-        valid=prefill.valid and generate.valid,
-        warnings=tuple(warnings),
-    )
-
-
-def split_uncertainty_j(prefill: Measurement, generate: Measurement) -> float:
-    """One counter period of average power at each of the four window edges, added in quadrature."""
-    edges = []
-    for m in (prefill, generate):
-        power = m.joules() / m.duration_s if m.duration_s > 0 else 0.0
-        edges.extend([power * m.counter_period_s] * 2)
-    return math.sqrt(sum(e * e for e in edges))
 
 
 def _summarise_repeats(recorder: EnergyRecorder) -> None:

@@ -68,6 +68,39 @@ Counter = int | Sequence[int] | Callable[[], int]
 
 
 @dataclass
+class FakeProcess:
+    """A process holding a GPU, as NVML lists it: a pid in NVML's PID namespace, and its GPU memory in bytes (None
+    where the driver cannot tell, as pynvml reports NVML_VALUE_NOT_AVAILABLE). ``graphics`` puts it in the graphics
+    list instead of the compute list."""
+
+    pid: int
+    used_memory: int | None = 1 << 30
+    graphics: bool = False
+    name: str | None = None  # what nvmlSystemGetProcessName answers; None: NVML does not know it (NotFound)
+
+
+class _ProcessInfo:
+    """Like pynvml's c_nvmlProcessInfo_t as returned: a fresh struct per query, read through attributes."""
+
+    __slots__ = ("computeInstanceId", "gpuInstanceId", "pid", "usedGpuMemory")
+
+    def __init__(self, process: FakeProcess) -> None:
+        self.pid = process.pid
+        self.usedGpuMemory = process.used_memory
+        self.gpuInstanceId = self.computeInstanceId = 0xFFFFFFFF
+
+
+class _MemoryInfo:
+    """Like pynvml's c_nvmlMemory_t: bytes, read through attributes (an idle 80 GB GPU; codecarbon reads it)."""
+
+    __slots__ = ("free", "total", "used")
+
+    def __init__(self) -> None:
+        self.total = self.free = 80 << 30
+        self.used = 0
+
+
+@dataclass
 class FakeGpu:
     """One GPU. ``energy_mj`` is None for a GPU without the total-energy counter (older than Volta)."""
 
@@ -78,6 +111,10 @@ class FakeGpu:
     power_limit_mw: int = 700_000
     energy_queries: int = 0
     power_queries: int = 0
+    processes: list[FakeProcess] = field(default_factory=list)  # who holds the GPU; the test edits it between queries
+    processes_error: int | None = None  # an NVML error code the running-process queries raise (NOT_SUPPORTED, say)
+    default_power_limit_mw: int | None = 700_000  # None: the query is not supported
+    mig_mode: int | None = 0  # NVML_DEVICE_MIG_DISABLE (0) or ENABLE (1); None: not supported (pre-Ampere GPUs)
     _script_pos: int = field(default=0, repr=False)
 
     def read_energy(self) -> int:
@@ -186,6 +223,47 @@ def make_pynvml(
     def nvmlDeviceGetPowerManagementLimit(handle: Any) -> int:
         return device(handle).power_limit_mw
 
+    def nvmlDeviceGetEnforcedPowerLimit(handle: Any) -> int:
+        return device(handle).power_limit_mw
+
+    def nvmlDeviceGetMemoryInfo(handle: Any) -> _MemoryInfo:
+        device(handle)
+        return _MemoryInfo()
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(handle: Any) -> int:
+        limit = device(handle).default_power_limit_mw
+        if limit is None:
+            raise NVMLError_NotSupported()
+        return limit
+
+    def nvmlDeviceGetMigMode(handle: Any) -> list[int]:
+        mode = device(handle).mig_mode
+        if mode is None:
+            raise NVMLError_NotSupported()
+        return [mode, mode]  # [current, pending]
+
+    def nvmlSystemGetProcessName(pid: int) -> str | bytes:
+        require_init()
+        for gpu in devices:
+            for process in gpu.processes:
+                if process.pid == int(pid) and process.name is not None:
+                    return text(process.name)
+        raise NVMLError_NotFound()
+
+    def running(handle: Any, graphics: bool) -> list[_ProcessInfo]:
+        gpu = device(handle)
+        if gpu.processes_error == NVML_ERROR_NOT_SUPPORTED:
+            raise NVMLError_NotSupported()  # pynvml raises the subclass that matches the code
+        if gpu.processes_error is not None:
+            raise NVMLError(gpu.processes_error)
+        return [_ProcessInfo(p) for p in gpu.processes if p.graphics == graphics]
+
+    def nvmlDeviceGetComputeRunningProcesses(handle: Any) -> list[_ProcessInfo]:
+        return running(handle, graphics=False)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(handle: Any) -> list[_ProcessInfo]:
+        return running(handle, graphics=True)
+
     def nvmlSystemGetDriverVersion() -> str | bytes:
         require_init()
         return text(driver)
@@ -203,6 +281,8 @@ def make_pynvml(
     ):
         setattr(mod, cls.__name__, cls)
     mod.NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    mod.NVML_DEVICE_MIG_DISABLE = 0
+    mod.NVML_DEVICE_MIG_ENABLE = 1
     mod.NVML_ERROR_DRIVER_NOT_LOADED = NVML_ERROR_DRIVER_NOT_LOADED
     mod.fake_gpus = devices
     return mod

@@ -234,7 +234,39 @@ def test_info_describes_the_meter(meter: ScriptedMeter) -> None:
         reason="picked by a test",
         devices=({"device": "gpu0", "scope": "gpu"},),
         counter_period_s=0.1,
+        details={"energy_scope": "gpu energy of gpu0", "cpu_scope": None},
     )
+
+
+def test_idle_power_is_withheld_when_the_idle_window_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    meter = ScriptedMeter()
+    meter.counter["gpu0"] = 500.0
+
+    def sleep(seconds: float) -> None:
+        meter.step(seconds, gpu0=60.0 * seconds)
+        meter.resets += 1  # the driver restarted while we slept
+
+    monkeypatch.setattr(meter_base.time, "sleep", sleep)
+    window = meter.idle_window(5.0)
+    assert not window.valid and any("reset" in w for w in window.warnings)
+    assert meter.measure_idle(5.0) == {}
+
+
+def test_an_interrupted_idle_window_is_not_left_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    meter = ScriptedMeter()
+
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(meter_base.time, "sleep", sleep)
+    with pytest.raises(KeyboardInterrupt):
+        meter.measure_idle(3.0)
+    assert meter.open_windows() == ()
+
+
+def test_a_meter_without_gpus_has_no_gpu_state_to_survey(meter: ScriptedMeter) -> None:
+    assert meter.survey_gpus(3.0) == []
+    assert meter.events == []  # nothing read, nothing slept
 
 
 def test_now_gives_monotonic_and_wall_clock_together() -> None:

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from pytest_aienergyscore.energy import DeviceEnergy, Measurement
 from pytest_aienergyscore.meters import create_meter
 from pytest_aienergyscore.meters.estimate import EstimateMeter
+from pytest_aienergyscore.records import Phase, Record
+from pytest_aienergyscore.report.files import energy_summary
 
 BURN_CPU_S = 0.2
 
@@ -118,3 +121,40 @@ def test_create_meter_passes_watts_and_scope() -> None:
     assert (meter.watts_per_core, meter.scope) == (7.5, "machine")
     assert meter.device_scopes() == {"cpu-machine": "cpu"}
     assert "--energy-meter estimate" in meter.reason
+
+
+@pytest.mark.parametrize(
+    ("scope", "words"),
+    [
+        ("process", "estimated CPU energy of this pytest process and the child processes it waited for"),
+        ("machine", "estimated CPU energy of the whole machine: every process's busy CPU time x 10 W per core"),
+    ],
+)
+def test_the_summary_words_the_scope_the_estimate_really_had(scope: str, words: str) -> None:
+    meter = EstimateMeter(watts_per_core=10.0, scope=scope)
+    meter.begin_window("w")
+    burn_cpu(0.02)
+    record = Record(
+        nodeid="t",
+        backend="custom",
+        phases=[Phase("call", meter.end_window("w"), samples=1)],
+        meter=meter.info().to_dict(),
+    )
+    assert record.meter["details"]["cpu_scope"] == scope
+    summary = energy_summary(record)
+    assert summary["device"] == "cpu"
+    assert summary["energy_scope"].startswith(words)
+
+
+def test_a_cpu_figure_from_another_meter_is_not_described_by_the_session_meter() -> None:
+    session_meter = EstimateMeter(watts_per_core=10.0)  # the session's meter; the phase was metered elsewhere
+    borrowed = Measurement(
+        name="call",
+        meter="codecarbon",
+        kind="estimate",
+        duration_s=2.0,
+        devices=(DeviceEnergy("cpu", "cpu", 5.0, "estimate", "codecarbon"),),
+    )
+    info = session_meter.info().to_dict()
+    record = Record(nodeid="t", backend="optimum", phases=[Phase("call", borrowed, samples=1)], meter=info)
+    assert energy_summary(record)["energy_scope"] == "cpu energy as codecarbon reports it"

@@ -317,8 +317,10 @@ def test_nested_phases_are_each_recorded(bench: pytest.Pytester) -> None:
     )
     bench.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     [folder] = run_folders(session_dirs(bench.path)[0])
-    phases = json.loads((folder / "GPU_ENERGY_SUMMARY.json").read_text())["phases_wh"]
-    assert phases["call"] > phases["forward"] > 0
+    summary = json.loads((folder / "GPU_ENERGY_SUMMARY.json").read_text())
+    phases = {p["name"]: p for p in summary["phases"]}
+    assert phases["call"]["wh"] > phases["forward"]["wh"] > 0 and phases["forward"]["parent"] == "call"
+    assert summary["phases_wh"] == {"call": phases["call"]["wh"]}  # the inner phase is part of call, not added again
 
 
 def test_module_runs_as_python_dash_m(tmp_path: Path) -> None:

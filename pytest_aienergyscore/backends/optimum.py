@@ -19,6 +19,7 @@ optimum-benchmark meters its own phases with codecarbon, so the runner's metered
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,10 +41,24 @@ from ..energy import (
     JOULES_PER_WH,
     DeviceEnergy,
     Measurement,
+    derive_decode,
+    split_details,
 )
+from ..modelclass import count_from_safetensors
 from ..records import Phase
+from ..rules.protocol import Protocol
 from ..tasks import TaskSpec
 from .base import Backend, BackendError, LoadRequest, PhaseWork, Prepared, Progress
+from .optimum_gpu import (
+    CounterSpan,
+    GpuAcceptance,
+    accept_codecarbon_gpu,
+    counter_span,
+    cross_check_warning,
+    gpu_cross_check,
+    read_counters_or_why,
+    window_problems,
+)
 
 if TYPE_CHECKING:
     from ..runner import BenchmarkRequest
@@ -63,21 +78,6 @@ LOW_CONFIDENCE_S = 50 * CODECARBON_PERIOD_S
 ATTACHMENT_MAX_BYTES = 256 * 1024
 LOG_TAIL_BYTES = 64 * 1024
 
-# optimum-benchmark's task names for ours. Summarization goes as text2text-generation (with t5_task "summarization"):
-# energy_star runs its own "summarization" task as one forward pass per document, not as the protocol's generation.
-OPTIMUM_TASKS: Mapping[str, str] = {
-    "text_generation": "text-generation",
-    "reasoning": "text-generation",
-    "summarization": "text2text-generation",
-    "question_answering": "question-answering",
-    "text_classification": "text-classification",
-    "sentence_similarity": "sentence-similarity",
-    "image_classification": "image-classification",
-    "object_detection": "object-detection",
-    "automatic_speech_recognition": "automatic-speech-recognition",
-    "image_captioning": "image-to-text",
-    "image_generation": "text-to-image",
-}
 # Which scenario option names the column of each of our roles.
 COLUMN_OPTIONS: Mapping[str, str] = {
     "text": "text_column_name",
@@ -98,6 +98,7 @@ REPORT_PHASES: Mapping[str, tuple[str, str]] = {
     "call": ("call", "call"),
 }
 UNREPORTED_PHASES = ("load_dataset", "load_model")
+ENERGY_SCOPES = ("cpu", "ram", "gpu", "total")
 CODECARBON_PHASES = ("load_dataset", "preprocess_dataset", "load_model", "prefill", "generate", "forward", "call")
 # codecarbon CPU modes that read a hardware counter; every other mode (cpu_load, constant) is an estimate.
 MEASURED_CPU_MODES = ("intel_rapl", "intel_power_gadget", "windows_emi", "apple_powermetrics")
@@ -156,12 +157,18 @@ class ProtocolResult:
 
 @dataclass(frozen=True)
 class WorkerRun:
-    """One finished worker: optimum-benchmark's report, codecarbon's files and our counts."""
+    """One finished worker: optimum-benchmark's report, codecarbon's files, our counts, and (GPU runs) our own reading
+    of NVML's counter around the whole worker, which cross-checks codecarbon's GPU figure."""
 
     report: dict[str, Any]
     codecarbon: dict[str, dict[str, Any]]
     result: dict[str, Any]
     wall_s: float
+    gpu_counter: CounterSpan | None = None
+
+    def gpu_cross_check(self) -> dict[str, Any] | None:
+        phase_windows = [window for _, window in REPORT_PHASES.values()]  # the AI Energy Score phases' windows
+        return gpu_cross_check(self.gpu_counter, self.result, self.codecarbon, phase_windows)
 
 
 class OptimumBackend(Backend):
@@ -175,16 +182,25 @@ class OptimumBackend(Backend):
 
     def load(self, request: LoadRequest) -> dict[str, Any]:
         """Resolve the model here (optimum-benchmark loads it in its own process): unavailable models skip early."""
+        from .pytorch import substitute_facts
+
         self.model = resolve_model(request)
+        self.protocol = request.protocol(self.model.model_type)
+        if self.protocol.pre("embed_separately"):
+            raise BackendError(
+                f"protocol variant {self.protocol.variant!r} embeds each sentence on its own, which "
+                "optimum-benchmark's energy_star cannot do; use --backend pytorch for it"
+            )
         return {
             "model_class": self.model.architectures[0] if self.model.architectures else None,
             "model_type": self.model.model_type,
             "library": self.model.library,
             "dtype": torch_dtype(request.task, request.device),
             "device": request.device,
-            "parameters": safetensors_parameters(Path(self.model.path)),
+            "parameters": count_from_safetensors(Path(self.model.path)),
             "path": self.model.path,
             "loaded_by": "optimum-benchmark, in its own environment",
+            **substitute_facts(request.model, self.model.path),
         }
 
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
@@ -219,8 +235,9 @@ class OptimumBackend(Backend):
         dataset = dataset_for_optimum(task, samples, info, run_dir / "dataset")
         processor, adapted = transformers4_processor(self.model.processor_path, run_dir / "processor")
         device, device_ids = optimum_device(request.device, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert self.protocol is not None
         config = build_request(
-            task,
+            self.protocol,
             replace(self.model, processor_path=processor),
             dataset,
             samples=len(samples),
@@ -230,8 +247,9 @@ class OptimumBackend(Backend):
             device_ids=device_ids,
             dtype=torch_dtype(task, request.device),
             trust_remote_code=request.trust_remote_code,
+            extra=task.chat_template_extra,
         )
-        return RunPlan(task, info, dataset, config, device, device_ids, adapted)
+        return RunPlan(task, info, dataset, config, device, device_ids, adapted, self.protocol)
 
 
 @dataclass
@@ -245,10 +263,11 @@ class RunPlan:
     device: str
     device_ids: str | None
     adapted_processor: bool
+    protocol: Protocol
 
     def result(self, runs: list[WorkerRun], phases: list[Phase], attachments: dict[str, str]) -> ProtocolResult:
         last = runs[-1]
-        notes = protocol_notes(self.task, self.info, last)
+        notes = protocol_notes(self.task, self.info, last, self.protocol)
         if self.adapted_processor:
             notes.append(
                 "the processor's tokenizer_config.json was written by transformers 5; optimum-benchmark "
@@ -280,10 +299,11 @@ def resolve_model(request: LoadRequest) -> ResolvedModel:
         return ResolvedModel(path, processor, None, None)
     if (folder / "model_index.json").is_file():
         return ResolvedModel(path, processor, "diffusers", None)
-    check_architecture(request.task, request.model, path)
     config = _read_json(folder / "config.json")
     architectures = tuple(str(a) for a in config.get("architectures") or ())
     model_type = config.get("model_type")
+    if request.protocol(str(model_type) if model_type else None).variant != "t5":  # as the pytorch backend: a T5
+        check_architecture(request.task, request.model, path)  # config runs a seq2seq model on another task
     return ResolvedModel(path, processor, "transformers", str(model_type) if model_type else None, architectures)
 
 
@@ -319,28 +339,6 @@ def v4_tokenizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def safetensors_parameters(folder: Path) -> int | None:
-    """Parameter count from the safetensors headers (no weights are read): the class A/B/C rule needs it."""
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        return None
-    total = 0
-    for path in files:
-        try:
-            with path.open("rb") as fh:
-                size = int.from_bytes(fh.read(8), "little")
-                header = json.loads(fh.read(size))
-        except (OSError, ValueError):
-            return None
-        for name, entry in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in entry.get("shape", ()):
-                    count *= int(dim)
-                total += count
-    return total
-
-
 def optimum_device(device: str, visible: str | None) -> tuple[str, str | None]:
     """optimum-benchmark's ``device`` and ``device_ids`` for a torch device string.
 
@@ -374,19 +372,19 @@ def torch_dtype(task: TaskSpec, device: str) -> str:
 # -- configuration ----------------------------------------------------------------------------------------------
 
 
-def generation_kwargs(task: TaskSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The task's generation kwargs with the test's overrides.
+def generation_kwargs(protocol: Protocol, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol's generation kwargs with the test's overrides.
 
     energy_star refuses ``min_new_tokens != max_new_tokens``; the protocol fixes both to one number, so an override of
     only one of them moves both (as energy_star itself does when given one). Reasoning's 1 to 8,192 cannot run there.
     """
-    kwargs = {**task.generate_kwargs, **overrides}
+    kwargs = protocol.generate(overrides)
     given = [key for key in ("max_new_tokens", "min_new_tokens") if key in overrides]
     if len(given) == 1:
         kwargs["max_new_tokens"] = kwargs["min_new_tokens"] = overrides[given[0]]
     if kwargs.get("max_new_tokens") != kwargs.get("min_new_tokens"):
         raise BackendError(
-            f"optimum-benchmark's energy_star needs min_new_tokens == max_new_tokens, {task.name} uses "
+            f"optimum-benchmark's energy_star needs min_new_tokens == max_new_tokens, {protocol.task} uses "
             f"{kwargs.get('min_new_tokens')} to {kwargs.get('max_new_tokens')}; pass max_new_tokens=N to the "
             "benchmark or use --backend pytorch"
         )
@@ -394,7 +392,7 @@ def generation_kwargs(task: TaskSpec, overrides: Mapping[str, Any]) -> dict[str,
 
 
 def build_request(
-    task: TaskSpec,
+    protocol: Protocol,
     model: ResolvedModel,
     dataset: DatasetRef,
     *,
@@ -405,12 +403,13 @@ def build_request(
     device_ids: str | None,
     dtype: str,
     trust_remote_code: bool,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The worker's request: optimum-benchmark's backend and scenario options, from our task table."""
+    """The worker's request: optimum-benchmark's backend and scenario options, from the protocol table."""
     backend: dict[str, Any] = {
         "model": model.path,
         "processor": model.processor_path,
-        "task": OPTIMUM_TASKS[task.name],
+        "task": protocol.optimum_task,
         "library": model.library,
         "model_type": model.model_type,
         "device": device,
@@ -432,18 +431,18 @@ def build_request(
         "latency": False,
         **dataset.columns,
     }
-    if task.is_generative:
-        scenario["generate_kwargs"] = generation_kwargs(task, overrides)
-    elif task.kind == "call":
-        scenario["call_kwargs"] = {**task.call_kwargs, **overrides}
+    if protocol.is_generative:
+        scenario["generate_kwargs"] = generation_kwargs(protocol, overrides)
+    elif protocol.kind == "call":
+        scenario["call_kwargs"] = protocol.call(overrides)
     elif overrides:
         scenario["forward_kwargs"] = dict(overrides)
-    if task.name == "summarization":  # its text2text preprocessing asks which T5-style task it serves
-        scenario["t5_task"] = "summarization"
-    if task.reasoning:  # energy_star passes enable_thinking=True itself; passing it again would be a duplicate
+    scenario.update({key: value.value for key, value in protocol.optimum_scenario.items()})  # T5 task and prefixes
+    template = protocol.pre("chat_template")
+    if template:  # energy_star passes enable_thinking=True itself; passing it again would be a duplicate
         scenario["reasoning"] = True
-        scenario["reasoning_params"] = {k: v for k, v in task.reasoning_kwargs.items() if k != "enable_thinking"}
-    return {"name": f"energy_star_{task.name}", "backend": backend, "scenario": scenario}
+        scenario["reasoning_params"] = {k: v for k, v in (extra or {}).items() if k != "enable_thinking"}
+    return {"name": f"energy_star_{protocol.task}", "backend": backend, "scenario": scenario}
 
 
 def config_yaml(config: Mapping[str, Any]) -> str:
@@ -497,13 +496,13 @@ def dataset_for_optimum(task: TaskSpec, samples: list[dict[str, Any]], info: Dat
 
 
 def write_samples(task: TaskSpec, samples: list[dict[str, Any]], folder: Path) -> None:
-    """Text samples as ``train.jsonl``; images as PNG files with a ``metadata.jsonl`` (datasets' imagefolder)."""
+    """Text samples as ``train.jsonl``; images as PNG files with a ``metadata.jsonl`` (datasets' imagefolder); audio
+    as a struct column ``{"array": [...], "sampling_rate": n}`` in ``train.jsonl``.
+
+    Audio goes as plain numbers because ``load_dataset("json")`` then yields the dict energy_star's ASR preprocessor
+    reads (``audio["array"]``, ``audio["sampling_rate"]``) with no audio decoder, which that environment lacks.
+    """
     roles = set(task.columns)
-    if "audio" in roles:
-        raise BackendError(
-            "a local audio dataset cannot be handed to optimum-benchmark (its environment has no audio decoder); "
-            "use the official Hub dataset or --backend pytorch"
-        )
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, sample in enumerate(samples):
@@ -513,9 +512,21 @@ def write_samples(task: TaskSpec, samples: list[dict[str, Any]], folder: Path) -
             sample["image"].save(folder / name)
             del row["image"]
             row["file_name"] = name
+        if "audio" in roles:
+            row["audio"] = audio_struct(sample["audio"])
         rows.append(json.dumps(row, ensure_ascii=False))
     target = "metadata.jsonl" if "image" in roles else "train.jsonl"
     (folder / target).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def audio_struct(audio: Mapping[str, Any]) -> dict[str, Any]:
+    """One decoded audio sample as JSON numbers: floats (numpy's included) and an integer sampling rate."""
+    try:
+        return {"array": [float(x) for x in audio["array"]], "sampling_rate": int(audio["sampling_rate"])}
+    except (KeyError, TypeError, ValueError) as err:
+        raise BackendError(
+            f"an audio sample for optimum-benchmark must be {{'array': [floats], 'sampling_rate': int}} ({err})"
+        ) from None
 
 
 # -- environment and worker ---------------------------------------------------------------------------------------
@@ -611,18 +622,104 @@ def run_worker(python: Path, config: dict[str, Any], run_dir: Path, *, local_dat
     (run_dir / "optimum_request.json").write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
     (run_dir / "energy_star_config.yaml").write_text(config_yaml(config), encoding="utf-8")
     command = [str(python), "-s", "-m", WORKER_MODULE, str(run_dir / "optimum_request.json")]
+    before = read_counters_or_why() if config["backend"].get("device") == "cuda" else None
     started = time.perf_counter()
     with (run_dir / LOG_FILE).open("wb") as log:
-        status = subprocess.run(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        returncode = run_in_own_group(command, run_dir, env, log)
     wall = time.perf_counter() - started
-    if status.returncode != 0:
-        raise worker_failure(status.returncode, run_dir, python)
+    span = counter_span(before, read_counters_or_why()) if before is not None else None
+    if returncode != 0:
+        raise worker_failure(returncode, run_dir, python)
     report = _read_json(run_dir / "benchmark_report.json")
     if not report:
         raise BackendError(f"optimum-benchmark wrote no report (log: {run_dir / LOG_FILE})")
     codecarbon = {name: _read_json(run_dir / f"{name}_codecarbon.json") for name in CODECARBON_PHASES}
     codecarbon = {name: data for name, data in codecarbon.items() if data}
-    return WorkerRun(report, codecarbon, _read_json(run_dir / "worker_result.json"), wall)
+    return WorkerRun(report, codecarbon, _read_json(run_dir / "worker_result.json"), wall, span)
+
+
+WORKER_STOP_GRACE_S = 10.0  # after SIGTERM, the worker's process group gets this long to exit before SIGKILL
+
+
+class _Terminated(BaseException):
+    """SIGTERM reached pytest while the worker ran: unwinds like Ctrl-C, so that the worker is stopped first."""
+
+
+def run_in_own_group(command: list[str], cwd: Path, env: dict[str, str], log: Any) -> int:
+    """Run the worker in its own session (process group) and stop that whole group when pytest is stopped.
+
+    Why: a Ctrl-C at the terminal then reaches pytest alone, which stops the worker and every process it started
+    (optimum-benchmark may run the benchmark in a child) with SIGTERM, then SIGKILL; SIGTERM to pytest, which by
+    default ends pytest at once and leaves the worker running on the GPU, stops the worker the same way and then ends
+    pytest as it would have. Returns the worker's exit status.
+    """
+    output = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": subprocess.STDOUT}
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True, **output)
+    previous = _raise_on_sigterm()
+    try:
+        return process.wait()
+    except _Terminated:
+        _stop_group(process)
+        _restore_sigterm(previous)
+        previous = None
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the handler pytest had: by default, pytest ends here
+        raise BackendError("optimum-benchmark was stopped: pytest received SIGTERM") from None
+    except BaseException:  # Ctrl-C, or anything else that ends the wait: the worker must not outlive it
+        _stop_group(process)
+        raise
+    finally:
+        _restore_sigterm(previous)
+
+
+def _raise_on_sigterm() -> Any:
+    """Make SIGTERM raise _Terminated while the worker runs; the handler it replaced, or None when it was left alone
+    (not the main thread, SIGTERM ignored, or a handler Python did not set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        return None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
+    return previous
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the worker's whole process group, up to WORKER_STOP_GRACE_S for it to go, then SIGKILL to what is
+    left; a second Ctrl-C meanwhile skips to the SIGKILL."""
+    group = process.pid  # its own session: the group id is its pid
+    try:
+        _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + WORKER_STOP_GRACE_S
+        while _group_alive(group, process) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        _signal_group(group, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left in the group
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int, process: subprocess.Popen[bytes]) -> bool:
+    process.poll()  # reap the worker itself once it exits, so that it does not count as alive
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def worker_failure(returncode: int, run_dir: Path, python: Path) -> BackendError:
@@ -666,30 +763,86 @@ def first_line(text: str, limit: int = 300) -> str:
 def phases_from_report(
     run: WorkerRun, task: TaskSpec, config: Mapping[str, Any], device: str, device_ids: str | None, repetition: int
 ) -> list[Phase]:
-    """Our phases from optimum-benchmark's report, in AI Energy Score's order, with counts attached."""
-    gpu = device == "cuda" and _codecarbon_saw_gpu(run.codecarbon)
-    cpu_kind = cpu_energy_kind(run.result.get("codecarbon_hardware") or [])
+    """Our phases from optimum-benchmark's report, in AI Energy Score's order, with counts attached.
+
+    Decode goes through the decode rule every backend uses: energy_star reports decode as its generate window minus
+    its prefill window, so the generate window is rebuilt as prefill + decode and split again by
+    :func:`~pytest_aienergyscore.energy.derive_decode` (never clamped, flagged alike when negative).
+    """
+    gpu = device == "cuda"  # a GPU scope even where codecarbon saw no GPU: its guards then say why it is not valid
+    reader = _EnergyReader(
+        run.codecarbon,
+        gpu_device=f"cuda:{device_ids}" if gpu else None,
+        cpu_kind=cpu_energy_kind(run.result.get("codecarbon_hardware") or []),
+        gpu=accept_codecarbon_gpu(run.result) if gpu else GpuAcceptance(),
+    )
     counts = phase_counts(run.result, config, task)
+    measured: dict[str, Measurement] = {}
     phases = []
     for key, (name, window) in REPORT_PHASES.items():
-        entry = run.report.get(key)
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("energy"), Mapping):
+        energy = _energy_of(run.report, key)
+        if energy is None:
             continue
-        measurement = read_energy(
-            name,
-            entry["energy"],
-            run.codecarbon.get(window, {}),
-            gpu_device=f"cuda:{device_ids}" if gpu else None,
-            cpu_kind=cpu_kind,
-            window_label=f"{window} window" if window != key else "window",
-        )
+        details: dict[str, Any] = {}
         if name == "decode":
-            measurement = _decode_duration(measurement, run.codecarbon)
-        samples, tokens, details = counts.get(name, (None, None, {}))
-        phases.append(Phase(name, measurement, samples, tokens, repetition, details))
+            prefill = measured.get("prefill")
+            if prefill is None or _energy_of(run.report, "prefill") is None:
+                raise BackendError("optimum-benchmark reported a decode energy without the prefill it is split from")
+            generate = reader.read("generate", _added(_energy_of(run.report, "prefill") or {}, energy), window)
+            measured[name] = derive_decode(prefill, generate)
+            details = split_details(prefill, generate)
+        else:
+            measured[name] = reader.read(name, energy, window, label="window" if window == key else None)
+        samples, tokens, extra = counts.get(name, (None, None, {}))
+        phases.append(Phase(name, measured[name], samples, tokens, repetition, {**details, **extra}))
     if not phases:
         raise BackendError("optimum-benchmark's report holds no energy for any phase (was energy tracking off?)")
-    return phases
+    return _with_cross_check_warning(phases, run)
+
+
+def _energy_of(report: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    entry = report.get(key)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("energy"), Mapping):
+        return None
+    return entry["energy"]
+
+
+def _added(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two reported energies added scope by scope (same unit): energy_star's prefill + decode is its generate window."""
+    added = {scope: float(first.get(scope) or 0.0) + float(second.get(scope) or 0.0) for scope in ENERGY_SCOPES}
+    return {"unit": second.get("unit", "kWh"), **added}
+
+
+def _with_cross_check_warning(phases: list[Phase], run: WorkerRun) -> list[Phase]:
+    """A disagreement between codecarbon and our own reading is a warning of the run, kept once on its first phase
+    (it concerns the whole worker, not one window); the windows stay valid."""
+    warning = cross_check_warning(run.gpu_cross_check())
+    if warning is None:
+        return phases
+    first = phases[0]
+    measurement = replace(first.measurement, warnings=(*first.measurement.warnings, warning))
+    return [replace(first, measurement=measurement), *phases[1:]]
+
+
+@dataclass(frozen=True)
+class _EnergyReader:
+    """Reads one reported window's kWh into a Measurement, with this run's devices, kinds and GPU guards."""
+
+    codecarbon: Mapping[str, Mapping[str, Any]]
+    gpu_device: str | None
+    cpu_kind: str
+    gpu: GpuAcceptance
+
+    def read(self, name: str, energy: Mapping[str, Any], window: str, label: str | None = None) -> Measurement:
+        return read_energy(
+            name,
+            energy,
+            self.codecarbon.get(window, {}),
+            gpu_device=self.gpu_device,
+            cpu_kind=self.cpu_kind,
+            window_label=label or f"{window} window",
+            gpu=self.gpu,
+        )
 
 
 def read_energy(
@@ -700,29 +853,32 @@ def read_energy(
     gpu_device: str | None,
     cpu_kind: str,
     window_label: str = "window",
+    gpu: GpuAcceptance | None = None,
 ) -> Measurement:
-    """One phase's kWh per scope -> joules per device. Negative figures (decode = generate - prefill) are never passed
-    on: each is set to 0 J and the phase is marked invalid with the reason."""
+    """One window's kWh per scope -> joules per device, as reported: never clamped. A window is invalid when a figure
+    is negative (a single window is a counter delta or a power x time, never below zero) or when codecarbon's GPU
+    figure fails a guard (:mod:`.optimum_gpu`)."""
     unit = str(energy.get("unit", "kWh"))
     if unit != "kWh":
         raise BackendError(f"optimum-benchmark reported {name} energy in {unit!r}; this version reads kWh")
-    scopes = [("gpu", gpu_device, "measured", "codecarbon-nvml")] if gpu_device else []
+    gpu = gpu or GpuAcceptance()
+    scopes = [("gpu", gpu_device, "measured", gpu.meter)] if gpu_device else []
     scopes += [("cpu", "cpu", cpu_kind, "codecarbon"), ("ram", "ram", "estimate", "codecarbon")]
-    devices, warnings = [], []
-    for scope, device, kind, meter in scopes:
-        kwh = float(energy.get(scope) or 0.0)
-        joules = kwh * JOULES_PER_KWH
-        if joules < 0:
-            warnings.append(
-                f"optimum-benchmark reported a negative {scope} energy ({kwh:.3g} kWh): its {name} is one pass minus "
-                "another and the difference is within noise; recorded as 0 J, not valid"
-            )
-            joules = 0.0
-        devices.append(DeviceEnergy(str(device), scope, joules, kind, meter))
+    devices = [
+        DeviceEnergy(str(device), scope, float(energy.get(scope) or 0.0) * JOULES_PER_KWH, kind, meter)
+        for scope, device, kind, meter in scopes
+    ]
     duration = float(window.get("duration") or 0.0)
+    problems = [
+        f"optimum-benchmark reported a negative {d.scope} energy ({d.joules / JOULES_PER_KWH:.3g} kWh) for one "
+        "window: not valid"
+        for d in devices
+        if d.joules < 0
+    ]
+    if gpu_device:
+        problems = [*gpu.problems, *window_problems(devices[0].joules, duration), *problems]
+    warnings = list(problems)
     confidence = _confidence(duration, warnings, window_label)
-    if warnings and any("negative" in w for w in warnings):
-        confidence = CONFIDENCE_UNTRUSTWORTHY
     head = devices[0]
     return Measurement(
         name=name,
@@ -733,7 +889,7 @@ def read_energy(
         started_at=_timestamp(window.get("timestamp")),
         counter_period_s=CODECARBON_PERIOD_S,
         confidence=confidence,
-        valid=not any("negative" in w for w in warnings),
+        valid=not problems,
         warnings=tuple(warnings),
     )
 
@@ -748,25 +904,11 @@ def _confidence(duration: float, warnings: list[str], label: str) -> str:
     return CONFIDENCE_OK
 
 
-def _decode_duration(decode: Measurement, codecarbon: Mapping[str, Mapping[str, Any]]) -> Measurement:
-    """Decode's window is derived like its energy: the generate pass's duration minus the prefill pass's."""
-    generate = float(codecarbon.get("generate", {}).get("duration") or 0.0)
-    prefill = float(codecarbon.get("prefill", {}).get("duration") or 0.0)
-    values = decode.to_dict()
-    values["duration_s"] = max(generate - prefill, 0.0)
-    return Measurement.from_dict(values)
-
-
 def _timestamp(value: Any) -> float:
     try:
         return datetime.fromisoformat(str(value)).timestamp()
     except (TypeError, ValueError):
         return 0.0
-
-
-def _codecarbon_saw_gpu(codecarbon: Mapping[str, Mapping[str, Any]]) -> bool:
-    counts = [data.get("gpu_count") for data in codecarbon.values() if data.get("gpu_count") is not None]
-    return not counts or any(float(c or 0) > 0 for c in counts)
 
 
 def cpu_energy_kind(hardware: list[dict[str, Any]]) -> str:
@@ -775,39 +917,68 @@ def cpu_energy_kind(hardware: list[dict[str, Any]]) -> str:
     return "measured" if modes and all(mode in MEASURED_CPU_MODES for mode in modes) else "estimate"
 
 
+# Our phase -> the worker's window whose work it reports (decode's work is the whole generation pass), and the work
+# facts its details carry, under the names the pytorch backend uses: the parity tests compare them key for key.
+WORK_WINDOWS: Mapping[str, str] = {"prefill": "prefill", "decode": "generate", "forward": "forward", "call": "call"}
+WORK_KEYS: Mapping[str, tuple[str, ...]] = {
+    "prefill": ("generate_calls", "new_tokens_per_sample"),
+    "decode": ("generate_calls", "new_tokens_per_sample"),
+    "forward": ("forward_calls",),
+    "call": ("images", "image_size", "scheduler_steps"),
+}
+
+
+def total_new_tokens(histogram: Mapping[str, Any] | None) -> int | None:
+    """The new tokens of a pass from its {"<new tokens>": samples} histogram; None when any count is unknown."""
+    if not histogram:
+        return None
+    try:
+        return sum(int(tokens) * int(samples) for tokens, samples in histogram.items())
+    except (TypeError, ValueError):
+        return None
+
+
 def phase_counts(
     result: Mapping[str, Any], config: Mapping[str, Any], task: TaskSpec
 ) -> dict[str, tuple[int | None, int | None, dict[str, Any]]]:
-    """Samples and tokens per phase, counted as the pytorch backend counts them, so the two can be compared."""
-    samples: int | None = result.get("samples")
+    """Samples, tokens and work per phase, as the worker counted them while energy_star ran (never derived from the
+    configuration: what was asked for is not evidence of what ran). Counted the way the pytorch backend counts, so
+    records from both backends compare key for key; a run without the worker's work counts gives None."""
     input_tokens: int | None = result.get("input_tokens")
+    work: Mapping[str, Any] = result.get("work") or {}
     scenario = config["scenario"]
     generate = dict(result.get("generate_kwargs") or scenario.get("generate_kwargs") or {})
-    new_tokens = int(generate.get("max_new_tokens") or 0)
-    beams = int(generate.get("num_beams") or 1)
-    generated = samples * beams * new_tokens if samples is not None else None
-    decode_tokens = samples * beams * (new_tokens - 1) if samples is not None and new_tokens else None
     call = dict(result.get("call_kwargs") or scenario.get("call_kwargs") or {})
-    images = samples * int(call.get("num_images_per_prompt") or 1) if samples is not None else None
-    decode_details = {
-        "method": "optimum-benchmark: generate pass minus prefill pass, both over the whole dataset",
-        "generated_tokens": generated,
-        "generate_kwargs": generate,
+    counts: dict[str, tuple[int | None, int | None, dict[str, Any]]] = {
+        "preprocess": (result.get("samples"), input_tokens, {}),
     }
-    return {
-        "preprocess": (samples, input_tokens, {}),
-        "prefill": (samples, input_tokens, {"first_tokens": samples, "generate_kwargs": generate}),
-        # decode: the first new token of each sample belongs to prefill (optimum-benchmark's own decode volume)
-        "decode": (samples, decode_tokens, decode_details),
-        "forward": (samples, input_tokens, {}),
-        "call": (samples, None, {"images": images, "call_kwargs": call}),
-    }
+    for name, window in WORK_WINDOWS.items():
+        facts: Mapping[str, Any] = work.get(window) or {}
+        samples: int | None = facts.get("samples")
+        details: dict[str, Any] = {key: facts.get(key) for key in WORK_KEYS[name]}
+        new = total_new_tokens(facts.get("new_tokens_per_sample"))
+        tokens: int | None = input_tokens
+        if name == "prefill":
+            details.update(first_tokens=new, generate_kwargs=generate)
+        elif name == "decode":
+            # the first new token of each sample belongs to prefill (optimum-benchmark's own decode volume)
+            tokens = max(new - samples, 0) if new is not None and samples is not None else None
+            details.update(
+                method="optimum-benchmark: generate pass minus prefill pass, both over the whole dataset",
+                generated_tokens=new,
+                generate_kwargs=generate,
+            )
+        elif name == "call":
+            tokens = None
+            details["call_kwargs"] = call
+        counts[name] = (samples, tokens, details)
+    return counts
 
 
 # -- notes, metadata, attachments --------------------------------------------------------------------------------
 
 
-def protocol_notes(task: TaskSpec, info: DatasetInfo, run: WorkerRun) -> list[str]:
+def protocol_notes(task: TaskSpec, info: DatasetInfo, run: WorkerRun, protocol: Protocol) -> list[str]:
     """What a reader must know to read these figures: dataset, meter, and where the method differs."""
     notes = []
     if not info.official:
@@ -815,8 +986,11 @@ def protocol_notes(task: TaskSpec, info: DatasetInfo, run: WorkerRun) -> list[st
     elif info.note:
         notes.append(info.note)
     notes.append(codecarbon_note(run.result.get("codecarbon_hardware") or [], run.codecarbon))
-    if task.name == "sentence_similarity":
-        notes.append("optimum-benchmark encodes each sentence pair as one sequence (one forward per query)")
+    check = run.gpu_cross_check()
+    if check and check.get("skipped"):
+        notes.append(f"codecarbon's GPU figure was not cross-checked: {check['skipped']}")
+    if protocol.note:
+        notes.append(protocol.note)
     return notes
 
 
@@ -856,6 +1030,18 @@ def run_metadata(runs: list[WorkerRun], config: Mapping[str, Any], dataset: Data
         "unreported_phases_kwh": unreported,
         "worker_wall_s": [round(run.wall_s, 3) for run in runs],
         "blocked_connections": last.result.get("blocked_connections", []),
+        **gpu_metadata(runs),
+    }
+
+
+def gpu_metadata(runs: list[WorkerRun]) -> dict[str, Any]:
+    """For GPU runs: which GPU codecarbon tracked and which the model ran on (per run, by UUID), and both figures of
+    the cross-check, codecarbon's windows and our own reading around the worker (one per repetition)."""
+    if all(run.gpu_counter is None and not run.result.get("gpu") for run in runs):
+        return {}
+    return {
+        "gpu": [run.result.get("gpu") for run in runs],
+        "gpu_cross_check": [run.gpu_cross_check() for run in runs],
     }
 
 

@@ -15,11 +15,15 @@ What it changes in optimum-benchmark, and why:
   whole run, which on a small machine slows the work and is counted in codecarbon's machine-wide CPU figure;
 - the memory tracker stays off: it starts a process inside every energy window;
 - the preprocessed dataset is counted (samples, input tokens) after its window closes, so counts come from the
-  tokenizer optimum-benchmark used, at no cost to any metered phase.
+  tokenizer optimum-benchmark used, at no cost to any metered phase;
+- the work of each metered phase is counted as it happens (:mod:`.optimum_worker_work`): samples, generate calls
+  and the new tokens each produced, model forward calls, images and scheduler steps; a configuration says what was
+  asked, not what ran, and the parity tests compare these counts with the pytorch backend's.
 
 Files written into the run folder (the current directory is set to it, because codecarbon writes its
 ``<phase>_codecarbon.json`` files there): ``benchmark_config.json``, ``benchmark_report.json``, ``worker_result.json``
-(counts, codecarbon hardware, versions) or ``worker_error.json`` (the exception, for a one-line failure message).
+(counts, work per phase, codecarbon hardware, versions) or ``worker_error.json`` (the exception, for a one-line
+failure message).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Any
+
+from .optimum_worker_gpu import gpu_facts, note_model_devices  # stdlib-only at module level, like this module
+from .optimum_worker_work import Work  # the same
 
 RESULT_FILE = "worker_result.json"
 ERROR_FILE = "worker_error.json"
@@ -169,14 +176,20 @@ def run(request: dict[str, Any]) -> int:
         from optimum_benchmark.scenarios.energy_star.scenario import (
             EnergyStarScenario,
         )
+        from transformers.generation.utils import GenerationMixin
     except ImportError as err:
         return _fail(EXIT_BROKEN_ENVIRONMENT, "environment", err)
 
     setup_logging(level="INFO", use_colorlog=False)
     trackers: list[Any] = []
     counts = _Counts()
+    work = Work()
     _capture_trackers(energy_module, trackers)
     _count_after_preprocessing(EnergyStarScenario, counts)
+    model_devices: list[str] = []
+    note_model_devices(EnergyStarScenario, model_devices)
+    work.follow_phases(EnergyStarScenario)
+    work.follow_decoding(GenerationMixin)
     try:
         scenario = dict(request["scenario"], memory=False, energy=True)
         config = BenchmarkConfig(
@@ -198,12 +211,15 @@ def run(request: dict[str, Any]) -> int:
     result = {
         "samples": counts.samples,
         "input_tokens": counts.input_tokens,
+        "work": work.to_dict(),
         "generate_kwargs": dict(getattr(config.scenario, "generate_kwargs", {}) or {}),
         "call_kwargs": dict(getattr(config.scenario, "call_kwargs", {}) or {}),
         "codecarbon_hardware": _hardware(trackers),
         "versions": _versions(),
         "blocked_connections": list(_blocked),
     }
+    if config.backend.device == "cuda":  # which GPU codecarbon read and which the model ran on, by UUID
+        result["gpu"] = gpu_facts(trackers, model_devices)
     _write_json(Path(RESULT_FILE), result)
     return 0
 

@@ -24,6 +24,7 @@ from ..energy import (
 # A window shorter than this many counter updates is not trustworthy; shorter than the second, low confidence.
 UNTRUSTWORTHY_UPDATES = 10
 LOW_CONFIDENCE_UPDATES = 50
+IDLE_WINDOW = "__idle__"
 
 
 class MeterUnavailable(RuntimeError):
@@ -50,6 +51,9 @@ class Meter(ABC):
     name: str = "meter"
     kind: str = "measured"
     counter_period_s: float = 0.001
+    # Whose CPU energy the figures hold: "process" (this process and its reaped children), "machine" (every process
+    # on the machine), or None when the meter reads no CPU. Reports word the scope from it, never from a guess.
+    cpu_scope: str | None = None
 
     def __init__(self) -> None:
         self._open: dict[str, Reading] = {}
@@ -74,6 +78,15 @@ class Meter(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the meter holds (library handles, sampler threads)."""
 
+    def scope_description(self) -> str:
+        """What the figures cover, in words for the reports: a machine-wide counter must never read as per-process."""
+        scopes = sorted(set(self.device_scopes().values()))
+        return f"{' and '.join(scopes) or 'no'} energy of {', '.join(self.device_scopes()) or 'no device'}"
+
+    def survey_gpus(self, idle_seconds: float) -> list[dict[str, Any]]:
+        """Each metered GPU's state before the first benchmark (see gpu_state.py); meters without GPUs have none."""
+        return []
+
     def validate_window(self, start: Reading, end: Reading) -> list[str]:
         """Reasons, beyond a counter going backwards or resetting, why the window between two reads is unusable.
 
@@ -90,6 +103,7 @@ class Meter(ABC):
             reason=self.reason,
             devices=self.device_facts(),
             counter_period_s=self.counter_period_s,
+            details={"energy_scope": self.scope_description(), "cpu_scope": self.cpu_scope},
         )
 
     def begin_window(self, name: str) -> None:
@@ -164,12 +178,25 @@ class Meter(ABC):
             return CONFIDENCE_LOW
         return CONFIDENCE_OK
 
+    def idle_window(self, seconds: float) -> Measurement:
+        """One window over ``seconds`` in which this process only sleeps; its validity says whether to trust it."""
+        self.begin_window(IDLE_WINDOW)
+        try:
+            time.sleep(seconds)
+        except BaseException:
+            self.cancel_window(IDLE_WINDOW)
+            raise
+        return self.end_window(IDLE_WINDOW)
+
     def measure_idle(self, seconds: float) -> dict[str, float]:
-        """Average power (W) per device while this process sleeps: reported beside results, never subtracted."""
-        self.begin_window("__idle__")
-        time.sleep(seconds)
-        m = self.end_window("__idle__")
-        return {d.device: d.joules / m.duration_s for d in m.devices} if m.duration_s > 0 else {}
+        """Average power (W) per device while this process sleeps: reported beside results, never subtracted.
+
+        Empty when the idle window is unusable (a stalled or reset counter): no idle figure beats a wrong one.
+        """
+        m = self.idle_window(seconds)
+        if not m.valid or m.duration_s <= 0:
+            return {}
+        return {d.device: d.joules / m.duration_s for d in m.devices}
 
 
 def now() -> tuple[float, float]:

@@ -102,22 +102,30 @@ class Source:
 def public_url(url: str) -> str:
     """The URL without user, password, query string or fragment: the only form of it that is printed or stored."""
     text = url.strip()
-    if "://" not in text:  # not a URL urlsplit can take apart safely; keep what follows any user:password@
+    try:
+        parts = urlsplit(text) if "://" in text else None
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        parts = None
+    if parts is None:  # not a URL urlsplit can take apart: keep what follows any user:password@
         return text.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
-    parts = urlsplit(text)
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def make_source(url: str) -> Source:
     """A source from a URL: ``dcgm+`` or ``prometheus+`` before the scheme says its kind, else a path ending in
     ``/metrics`` is an exporter and anything else a Prometheus server (base URL or its ``/api/v1/query``)."""
-    parts = urlsplit(url.strip())
+    usage = (
+        "give http://HOST:9400/metrics for a dcgm-exporter or http://HOST:9090 for a Prometheus server "
+        "(dcgm+http:// or prometheus+http:// forces the kind)"
+    )
+    try:
+        parts = urlsplit(url.strip())
+        hostname, _ = parts.hostname, parts.port  # both parse on access: a bad [IPv6] host or port raises here
+    except ValueError as err:
+        raise SourceError(f"{public_url(url)}: not a valid URL ({err}); {usage}") from None
     forced, plus, scheme = parts.scheme.lower().rpartition("+")
-    if (plus and forced not in _FORCED_KINDS) or scheme not in ("http", "https") or not parts.hostname:
-        raise SourceError(
-            f"{public_url(url)}: not an http(s) URL; give http://HOST:9400/metrics for a dcgm-exporter or "
-            "http://HOST:9090 for a Prometheus server (dcgm+http:// or prometheus+http:// forces the kind)"
-        )
+    if (plus and forced not in _FORCED_KINDS) or scheme not in ("http", "https") or not hostname:
+        raise SourceError(f"{public_url(url)}: not an http(s) URL; {usage}")
     by_path = EXPORTER if parts.path.rstrip("/").endswith("/metrics") else PROMETHEUS
     kind = _FORCED_KINDS[forced] if plus else by_path
     request_url = urlunsplit(parts._replace(scheme=scheme))

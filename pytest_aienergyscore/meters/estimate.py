@@ -43,6 +43,7 @@ class EstimateMeter(Meter):
             raise ValueError(f"estimate meter scope {scope!r}: allowed process, machine")
         self.watts_per_core = watts_per_core
         self.scope = scope
+        self.cpu_scope = scope
         self._cpu_seconds = process_cpu_seconds if scope == "process" else machine_cpu_seconds
         # getrusage has microsecond resolution; /proc/stat counts 10 ms ticks.
         self.counter_period_s = 0.001 if scope == "process" else 0.01
@@ -54,6 +55,17 @@ class EstimateMeter(Meter):
 
     def device_scopes(self) -> dict[str, str]:
         return {self._key: "cpu"}
+
+    def scope_description(self) -> str:
+        if self.scope == "machine":
+            return (
+                f"estimated CPU energy of the whole machine: every process's busy CPU time x "
+                f"{self.watts_per_core:g} W per core, not only the benchmark's"
+            )
+        return (
+            f"estimated CPU energy of this pytest process and the child processes it waited for: their CPU time x "
+            f"{self.watts_per_core:g} W per core"
+        )
 
     def device_facts(self) -> tuple[dict[str, object], ...]:
         return (

@@ -8,6 +8,8 @@ Why this shape:
 - The counter updates about every 100 ms, so windows under 1 s are flagged untrustworthy and under 5 s low confidence.
 - GPUs older than Volta have no counter: we then integrate sampled power in a thread and name the meter
   ``nvml-power`` so that nobody mistakes it for the counter.
+- A GPU draws tens of watts even when idle, so a counter that stands still for a second or more is stalled or is not
+  the GPU's: such a window is invalid rather than a silent zero.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from .base import Meter, MeterUnavailable, Reading, now
+from .base import UNTRUSTWORTHY_UPDATES, Meter, MeterUnavailable, Reading, now
 
 WRAP_MJ = 2**64
 POWER_SAMPLE_PERIOD_S = 0.02
@@ -169,6 +171,31 @@ class NvmlMeter(Meter):
 
     def device_scopes(self) -> dict[str, str]:
         return dict.fromkeys(self._handles, "gpu")
+
+    def validate_window(self, start: Reading, end: Reading) -> list[str]:
+        """A window of a second or more (ten counter updates) in which a GPU's energy did not grow is unusable."""
+        duration = end.monotonic - start.monotonic
+        if duration < UNTRUSTWORTHY_UPDATES * self.counter_period_s:
+            return []
+        source = "sampled power" if self._sampler is not None else "energy counter"
+        return [
+            f"{key}: the NVML {source} did not move in {duration:.2f} s although a GPU always draws power: "
+            "energy not usable (stalled counter, or not this GPU)"
+            for key in self._handles
+            if end.joules.get(key, 0.0) <= start.joules.get(key, 0.0)
+        ]
+
+    def scope_description(self) -> str:
+        return (
+            f"GPU energy of {', '.join(self._handles)} (NVML, whole-GPU counters: every process on these GPUs); "
+            "CPU and RAM not included"
+        )
+
+    def survey_gpus(self, idle_seconds: float) -> list[dict[str, Any]]:
+        """Who else uses each metered GPU, its MIG mode and power limits, and its idle power (gpu_state.py)."""
+        from .gpu_state import survey
+
+        return survey(self, self.nvml, self._handles, idle_seconds)
 
     def device_facts(self) -> tuple[dict[str, Any], ...]:
         facts = []

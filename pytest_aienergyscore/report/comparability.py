@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ..records import Record
+from ..records import Phase, Record
+from ..rules.protocol import UnknownVariant, protocol_for
 from ..tasks import TaskSpec, UnknownTask, get_task
 
 REFERENCE_GPU = "H100 80GB"
 PROTOCOL_QUERIES = 1000
+# Meters whose GPU figure is the delta of NVML's total-energy counter: ours, and codecarbon's as the optimum backend
+# accepts it (right GPU by UUID, above zero, version recorded; else its windows are invalid).
+NVML_COUNTER_METERS = ("nvml", "codecarbon-nvml")
 
 
 def _is_reference_gpu(name: str | None) -> bool:
@@ -22,7 +26,7 @@ def not_comparable_reasons(record: Record) -> list[str]:
     if record.energy_kind() == "estimate":
         reasons.append("energy is an estimate from CPU time, not a measurement")
     meter = record.meter_name()
-    if record.headline_scope() == "gpu" and meter != "nvml":
+    if record.headline_scope() == "gpu" and meter not in NVML_COUNTER_METERS:
         reasons.append(f"GPU energy from {meter}, not NVML's energy counter")
     gpus = record.environment.get("gpus") or []
     if record.headline_scope() == "gpu" and not all(_is_reference_gpu(g.get("name")) for g in gpus):
@@ -36,6 +40,32 @@ def not_comparable_reasons(record: Record) -> list[str]:
     if record.outcome != "passed":
         reasons.append(f"the benchmark did not finish cleanly ({record.outcome})")
     reasons.extend(rules_reasons(record))
+    reasons.extend(_gpu_state_reasons(record))
+    return reasons
+
+
+def _window_s(phase: Phase) -> float:
+    """The metered window's length: a derived decode's is its generation pass, which is what was metered."""
+    return float(phase.details.get("generate_s") or phase.measurement.duration_s)
+
+
+def _gpu_state_reasons(record: Record) -> list[str]:
+    """A GPU shared with another process, split by MIG or capped below its default power limit (surveyed before the
+    first benchmark), and GPU windows under a second, shorter than ten updates of NVML's counter (issue 12)."""
+    from ..meters.base import UNTRUSTWORTHY_UPDATES
+    from ..meters.gpu_state import survey_reasons
+
+    server = (record.metadata.get("model_facts") or {}).get("server_pids") or ()  # a local server is the workload
+    reasons = survey_reasons(record.environment.get("gpu_state") or [], workload_pids=set(server))
+    short = sorted(
+        {
+            p.name
+            for p in record.phases
+            if "gpu" in p.measurement.scopes() and _window_s(p) < UNTRUSTWORTHY_UPDATES * p.measurement.counter_period_s
+        }
+    )
+    if short:
+        reasons.append(f"GPU window of {', '.join(short)} is too short to trust (under ten counter updates)")
     return reasons
 
 
@@ -61,20 +91,32 @@ def _multi_gpu_reasons(record: Record) -> list[str]:
 
 
 def _protocol_reasons(record: Record) -> list[str]:
-    """Generation/call parameters other than the task's (energy_star overrides, or a changed protocol)."""
+    """Work other than the leaderboard's: overrides, a variant of our own, extra chat-template switches, or a
+    recorded protocol that no longer matches the table (a record from an older version of the table)."""
     reasons = []
     overrides = record.metadata.get("overrides") or {}
     if overrides:
         changed = ", ".join(f"{key}={value!r}" for key, value in sorted(overrides.items()))
         reasons.append(f"protocol parameters changed: {changed}")
+    extra = record.metadata.get("chat_template_extra") or {}
+    if extra:
+        switches = ", ".join(f"{key}={value!r}" for key, value in sorted(extra.items()))
+        reasons.append(f"chat-template switches added to the protocol: {switches}")
     used = record.metadata.get("protocol")
     task = _task(record)
-    if isinstance(used, dict) and task is not None:
-        expected = task.protocol()
-        keys = ("generate_kwargs", "call_kwargs", "reasoning", "reasoning_kwargs")
-        differ = [key for key in keys if key in used and used[key] != expected[key]]
-        if differ:
-            reasons.append(f"protocol parameters differ from the {task.name} task's: {', '.join(differ)}")
+    if not isinstance(used, dict) or task is None:
+        return reasons
+    variant = str(used.get("variant") or "default")
+    try:
+        expected = protocol_for(task.name, variant=variant).to_dict()
+    except UnknownVariant:
+        return [*reasons, f"protocol variant {variant!r} is not one of the {task.name} task's"]
+    if not expected["comparable"]:
+        reasons.append(f"protocol variant {variant!r} is pytest-aienergyscore's own, not the leaderboard's method")
+    keys = ("phases", "generate_kwargs", "call_kwargs", "preprocessing", "samples", "batch_size")
+    differ = [key for key in keys if key in used and used[key] != expected.get(key, used[key])]
+    if differ:
+        reasons.append(f"protocol parameters differ from the {task.name} task's: {', '.join(differ)}")
     return reasons
 
 
@@ -100,11 +142,39 @@ def _task(record: Record) -> TaskSpec | None:
         return None
 
 
+REMOTE_METERS = ("dcgm",)  # meters that read the GPUs of the machine that served the model, wherever it is
+
+
+def _remote_server_reasons(record: Record) -> list[str]:
+    """A model served on another host is metered only by a meter that reads that host's GPUs: a local meter measured
+    this machine (an idle GPU, or someone else's work), whatever its figures look like."""
+    facts = record.metadata.get("model_facts") or {}
+    if facts.get("server_local") is not False:
+        return []
+    if all(name in REMOTE_METERS for name in record.meter_name().split(",")):
+        return []
+    return [
+        "the model ran on a remote server; the local meter measured this machine, not the server: "
+        "use --energy-meter dcgm"
+    ]
+
+
+def _substitute_reasons(record: Record) -> list[str]:
+    """A stand-in for the named model (an offline package's 4-bit conversion, say) is not the model benchmarked."""
+    facts = record.metadata.get("model_facts") or {}
+    substitute = facts.get("substitute") if isinstance(facts, dict) else None
+    if isinstance(substitute, dict) and not substitute.get("comparable"):
+        return [f"offline stand-in for {record.model}: {substitute.get('note')}"]
+    return []
+
+
 def rules_reasons(record: Record) -> list[str]:
     """The reasons that come from AI Energy Score's rules rather than from how the energy was measured."""
     return [
         *_multi_gpu_reasons(record),
         *_protocol_reasons(record),
+        *_substitute_reasons(record),
         *_dataset_reasons(record),
         *_class_reasons(record),
+        *_remote_server_reasons(record),
     ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..records import Record
+from ..records import PATH_SEPARATOR, Record
 from .comparability import not_comparable_reasons
 from .rating import rate
 
 HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "stars", "notes")
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
+NESTED_NOTE = "phases: (outer>inner=x) = inner ran inside outer and is part of its figure; the total adds up the others"
 
 
 def format_wh(value: float | None) -> str:
@@ -39,10 +40,20 @@ def _notes(record: Record) -> str:
     return ", ".join(notes) or "ok"
 
 
+def phase_cell(record: Record) -> str:
+    """Outermost phases as ``name=Wh`` (they add up to the total); each inner phase right after its parent, in
+    parentheses as ``(parent>inner=Wh)``, so a reader sees it is a part and does not add it again."""
+    cells = []
+    for path in record.phase_paths():
+        figure = f"{path.replace(PATH_SEPARATOR, '>')}={format_wh(record.phase_wh(path))}"
+        cells.append(figure if record.phase_parent(path) is None else f"({figure})")
+    return " ".join(cells)
+
+
 def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for record in records:
-        phases = " ".join(f"{name}={format_wh(record.phase_wh(name))}" for name in record.phase_names())
+        phases = phase_cell(record)
         out.append(
             (
                 record.nodeid.rsplit("::", 1)[-1],
@@ -73,4 +84,6 @@ def render(records: Sequence[Record], max_name: int = 48) -> list[str]:
     lines = [line(HEADERS).rstrip(), line(["-" * w for w in widths]), *(line(r).rstrip() for r in body)]
     if any(row[5].endswith("*") for row in body):
         lines.append(INDICATIVE_NOTE)
+    if any(p.parent for record in records for p in record.phases):
+        lines.append(NESTED_NOTE)
     return lines
