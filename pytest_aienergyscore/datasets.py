@@ -109,28 +109,70 @@ def _read_hub(name: str) -> list[dict[str, Any]]:
 
 
 def _read_local(path: Path) -> list[dict[str, Any]]:
+    """The rows of a local file, each checked to be an object; one line naming the file (and row) for anything
+    that cannot be read, so a bad file never shows as a traceback."""
     if not path.is_file():
         raise DatasetError(f"--energy-dataset {path}: no such file")
     suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise DatasetError(f"--energy-dataset {path}: unsupported file type {suffix!r}; allowed: {LOCAL_SUFFIXES}")
     try:
-        if suffix == ".jsonl":
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            rows = data.get("data", data) if isinstance(data, dict) else data
-            if not isinstance(rows, list):
-                raise DatasetError(f"--energy-dataset {path}: expected a list of objects (or {{'data': [...]}})")
-            return rows
-        if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as fh:
-                return list(csv.DictReader(fh))
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
+        rows = _LOCAL_READERS[suffix](path)
+    except DatasetError:
+        raise
+    except RecursionError:
+        raise DatasetError(f"--energy-dataset {path}: cannot be read (JSON nested too deeply)") from None
+    except csv.Error as err:
+        raise DatasetError(
+            f"--energy-dataset {path}: cannot be read as CSV ({err}); a text longer than "
+            f"{csv.field_size_limit()} characters needs jsonl or parquet"
+        ) from None
+    except (ValueError, OSError, EOFError) as err:  # JSON, UTF-8, a truncated parquet (pyarrow's are ValueErrors)
+        raise DatasetError(f"--energy-dataset {path}: cannot be read ({_first_line(err)})") from None
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise DatasetError(
+                f"--energy-dataset {path}: row {number} is a {type(row).__name__}, not an object of column -> value"
+            )
+    return rows
 
-            return list(pq.read_table(path).to_pylist())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        raise DatasetError(f"--energy-dataset {path}: cannot be read ({err})") from None
-    raise DatasetError(f"--energy-dataset {path}: unsupported file type {suffix!r}; allowed: {LOCAL_SUFFIXES}")
+
+def _read_jsonl(path: Path) -> list[Any]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DatasetError(f"--energy-dataset {path}: line {number} is not JSON ({err})") from None
+    return rows
+
+
+def _read_json(path: Path) -> list[Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows = data.get("data", data) if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise DatasetError(f"--energy-dataset {path}: expected a list of objects (or {{'data': [...]}})")
+    return rows
+
+
+def _read_csv(path: Path) -> list[Any]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _read_parquet(path: Path) -> list[Any]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_table(path).to_pylist())
+
+
+_LOCAL_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _is_empty(value: Any) -> bool:
@@ -158,14 +200,17 @@ def _select(
             f"(it has: {', '.join(sorted(map(str, present))) or 'none'})"
         )
     samples: list[dict[str, Any]] = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         if len(samples) >= info.requested:
             break
         values = {role: row.get(col) for role, col in task.columns.items()}
         if any(_is_empty(v) for v in values.values()):
             info.dropped_empty += 1
             continue
-        samples.append({role: _decode(role, value, base) for role, value in values.items()})
+        try:
+            samples.append({role: _decode(role, value, base) for role, value in values.items()})
+        except DatasetError as err:
+            raise DatasetError(f"dataset {info.name} row {number}, column {err}") from None
     if not samples:
         raise DatasetError(f"dataset {info.name} has no non-empty samples for task {task.name}")
     info.used = len(samples)
@@ -176,10 +221,16 @@ def _select(
 
 
 def _decode(role: str, value: Any, base: Path | None) -> Any:
-    if role == "image":
-        return load_image(value, base)
-    if role == "audio":
-        return load_audio(value, base)
+    """A sample's value as the model takes it; DatasetError (its message starting with the column) otherwise."""
+    try:
+        if role == "image":
+            return load_image(value, base)
+        if role == "audio":
+            return load_audio(value, base)
+    except DatasetError as err:
+        raise DatasetError(f"{role!r}: {err}") from None
+    if not isinstance(value, str):
+        raise DatasetError(f"{role!r}: holds a value of type {type(value).__name__}, not text")
     return value
 
 
@@ -190,29 +241,61 @@ def load_image(value: Any, base: Path | None = None) -> Any:
     if isinstance(value, Image.Image):
         return value.convert("RGB")
     if isinstance(value, dict):
-        if value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        data = value.get("bytes")
+        if isinstance(data, (bytes, bytearray)) and data:
+            return _open_image(io.BytesIO(data), "the image bytes")
         value = value.get("path")
     if isinstance(value, str):
         path = Path(value)
         if not path.is_absolute() and base is not None:
             path = base / path
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return _open_image(path, str(path))
     raise DatasetError(f"cannot read an image from a value of type {type(value).__name__}")
+
+
+def _open_image(source: Any, shown: str) -> Any:
+    """A decoded RGB image, or one line naming the file: missing, not an image, damaged, or a decompression bomb."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"cannot read an image from {shown} ({_first_line(err)})") from None
 
 
 def load_audio(value: Any, base: Path | None = None) -> dict[str, Any]:
     """``{"array": list[float], "sampling_rate": int}`` from that same shape or a path to a PCM WAV file."""
     if isinstance(value, dict) and "array" in value:
-        return {"array": list(value["array"]), "sampling_rate": int(value.get("sampling_rate", 16000))}
+        try:
+            return {"array": list(value["array"]), "sampling_rate": int(value.get("sampling_rate", 16000))}
+        except (TypeError, ValueError) as err:
+            raise DatasetError(f"cannot read audio from {{'array': ...}} ({_first_line(err)})") from None
+    if hasattr(value, "get_all_samples"):  # datasets 4 and later decode audio to a torchcodec AudioDecoder
+        return _decoded_audio(value)
     path_value = value.get("path") if isinstance(value, dict) else value
     if isinstance(path_value, str):
         path = Path(path_value)
         if not path.is_absolute() and base is not None:
             path = base / path
-        return _read_wav(path)
+        try:
+            return _read_wav(path)
+        except DatasetError:
+            raise
+        except (OSError, EOFError, wave.Error, ValueError) as err:
+            raise DatasetError(f"cannot read audio from {path} ({_first_line(err)})") from None
     raise DatasetError(f"cannot read audio from a value of type {type(value).__name__}")
+
+
+def _decoded_audio(decoder: Any) -> dict[str, Any]:
+    """The same shape from a decoder object (torchcodec's ``AudioDecoder``): all samples, channels averaged."""
+    try:
+        samples = decoder.get_all_samples()
+        data = samples.data  # channels x frames
+        mono = data.mean(0) if len(data.shape) > 1 and data.shape[0] > 1 else data.reshape(-1)
+        return {"array": [float(x) for x in mono.tolist()], "sampling_rate": int(samples.sample_rate)}
+    except (AttributeError, RuntimeError, ValueError, TypeError) as err:
+        raise DatasetError(f"cannot decode audio from {type(decoder).__name__}: {err}") from None
 
 
 def _read_wav(path: Path) -> dict[str, Any]:

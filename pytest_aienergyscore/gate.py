@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,6 @@ from pathlib import Path
 from statistics import fmean, variance
 from typing import Any
 
-from .energy import JOULES_PER_WH
 from .records import Record
 
 BASELINE_SCHEMA = "pytest-aienergyscore/baseline"
@@ -132,23 +130,9 @@ def welch_test(current: Sequence[float], baseline: Sequence[float]) -> Welch:
 
 
 def repetition_totals_wh(record: Record) -> list[float]:
-    """The benchmark's total Wh in each repetition, in its headline scope.
-
-    A phase measured several times within one repetition counts its mean (as :meth:`Record.phase_joules` does), and
-    a phase missing from a repetition counts its mean over all repetitions, so the mean of these totals is the
-    record's total.
-    """
-    scope = record.headline_scope()
-    totals = []
-    for repetition in range(record.repetitions()):
-        joules = 0.0
-        for name in record.phase_names():
-            values = [
-                p.measurement.joules(scope) for p in record.phases if p.name == name and p.repetition == repetition
-            ]
-            joules += fmean(values) if values else record.phase_joules(name, scope)
-        totals.append(joules / JOULES_PER_WH)
-    return totals
+    """The benchmark's total Wh in each repetition, in its headline scope: outermost phases only, the windows of a
+    phase added up within a repetition (:meth:`Record.repetition_totals_wh`), so their mean is the record's total."""
+    return record.repetition_totals_wh()
 
 
 def fingerprint(record: Record) -> dict[str, Any]:
@@ -220,14 +204,27 @@ def baseline_document(records: Iterable[Record], session_id: str) -> dict[str, A
     }
 
 
-def save_baseline(records: Iterable[Record], path: Path, session_id: str) -> Path:
-    """Write a baseline atomically (a reader never sees half a file, even when it is the file just compared)."""
+def save_baseline(records: Iterable[Record], path: Path, session_id: str, complete: bool = True) -> Path:
+    """Write a baseline whole or not at all, synced: a reader never sees half a file (even when it is the file just
+    compared), and a crash right after leaves the old file or the new one.
+
+    Only a complete session (every benchmark run to its end) replaces the file. An incomplete one (interrupted,
+    stopped by -x, a selection of the tests) updates the entries of the benchmarks that passed in it and keeps
+    every other entry, so that a Ctrl-C never shrinks a full baseline to the few benchmarks that had finished; the
+    file it updates must be a valid baseline (BaselineError otherwise, and nothing is written).
+    """
+    from .report.atomic import WriteFailed, write_text
+
     document = baseline_document(records, session_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    if not complete and path.exists():
+        earlier = load_baseline(path)
+        document["benchmarks"] = {**earlier.benchmarks, **document["benchmarks"]}
+        document["fingerprint"] = document["fingerprint"] or dict(earlier.fingerprint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteFailed(path, err) from None
+    return write_text(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n", durable=True)
 
 
 def load_baseline(path: Path) -> Baseline:
@@ -242,6 +239,10 @@ def load_baseline(path: Path) -> Baseline:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise BaselineError(f"{path}: corrupted, not valid JSON ({err})") from None
+    except RecursionError:
+        raise BaselineError(f"{path}: corrupted, JSON nested deeper than {MAX_BASELINE_DEPTH} levels") from None
+    if _nested_deeper(data, MAX_BASELINE_DEPTH):
+        raise BaselineError(f"{path}: corrupted, JSON nested deeper than {MAX_BASELINE_DEPTH} levels")
     _check_header(path, data)
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, dict):
@@ -252,6 +253,23 @@ def load_baseline(path: Path) -> Baseline:
     if not isinstance(fp, dict):
         raise BaselineError(f"{path}: corrupted, 'fingerprint' is not an object")
     return Baseline(path, benchmarks, fp, str(data.get("created")) if data.get("created") else None)
+
+
+MAX_BASELINE_DEPTH = 32  # a baseline nests 4 levels; anything far deeper would only exhaust the recursion later
+
+
+def _nested_deeper(data: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels; iterative, so depth itself cannot overflow it."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _check_header(path: Path, data: Any) -> None:
@@ -547,6 +565,6 @@ def render(outcome: GateOutcome) -> list[str]:
 
 
 def write_gate_file(outcome: GateOutcome, session_dir: Path) -> Path:
-    path = session_dir / GATE_FILE
-    path.write_text(json.dumps(outcome.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    return path
+    from .report.atomic import write_text
+
+    return write_text(session_dir / GATE_FILE, json.dumps(outcome.to_dict(), indent=2, default=str) + "\n")

@@ -6,7 +6,7 @@ library and pytest only; the meters, reports and backends load when a benchmark 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,6 +27,7 @@ CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 BASELINE_KEY: pytest.StashKey[Baseline | None] = pytest.StashKey()
 GATE_KEY: pytest.StashKey[GateOutcome | None] = pytest.StashKey()
 EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
+DESELECTED_KEY = pytest.StashKey[bool]()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 
 
@@ -83,10 +84,21 @@ def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -
             config.stash[BASELINE_KEY] = baseline_for_session(settings.baseline, settings.require_baseline)
         except BaselineError as err:
             raise pytest.UsageError(f"--energy-baseline ({settings.source_of('baseline')}): {err}") from None
+    _check_output(config, energy)
     if distributed:
         from .xdist import register
 
         register(config, energy)
+
+
+def _check_output(config: pytest.Config, energy: EnergySession) -> None:
+    """Stop before any benchmark runs when its results could not be written (one line naming the folder and why),
+    rather than after hours of measuring. The controller checks; workers write nothing."""
+    if hasattr(config, "workerinput") or energy.settings.disabled:
+        return
+    problem = energy.output_problem()
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -127,6 +139,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not any(name in getattr(item, "fixturenames", ()) for item in session.items for name in BENCHMARK_FIXTURES):
         return
     energy = _session(session.config)
+    _check_output(session.config, energy)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         s = energy.settings
@@ -143,10 +156,13 @@ def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
     if not energy.settings.disabled:
         from .meters import MeterUnavailable
 
+        problem = ""
         try:
             energy.meter  # noqa: B018 - created here so a meter that cannot work fails setup in one line
         except MeterUnavailable as err:
-            pytest.fail(str(err), pytrace=False)
+            problem = str(err)
+        if problem:  # outside the except block: one line, no chained "During handling" copy
+            pytest.fail(problem, pytrace=False)
     marker = request.node.get_closest_marker("energy")
     metadata: dict[str, Any] = dict(marker.kwargs) if marker else {}
     recorder = EnergyRecorder(energy, request.node.nodeid, metadata)
@@ -202,6 +218,12 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember that this session runs a selection of the tests: its baseline updates entries, never replaces."""
+    if items:
+        items[0].config.stash[DESELECTED_KEY] = True
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Runs after pytest's own teardown of remaining fixtures, so interrupted tests' phases are in by now."""
@@ -209,35 +231,82 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if energy is not None and energy.records:
         energy.finish(exitstatus)
         _finish_ci(session, energy)
+        _exit_status(session, energy)
+
+
+def _exit_status(session: pytest.Session, energy: EnergySession) -> None:
+    """A session whose results could not all be written does not pass: the table says which file and why."""
+    if energy.outcome is not None and energy.outcome.interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    elif energy.errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _finish_ci(session: pytest.Session, energy: EnergySession) -> None:
     """Gate verdicts, the baseline and CI exports, on the controller only, once the session's files are written.
 
     A failed gate turns a passing run's exit status into 1; the terminal summary, printed after this, still shows
-    every figure and verdict.
+    every figure and verdict. A file that cannot be written is one line in the session's errors.
     """
-    if energy.is_worker or energy.outcome is None or energy.outcome.session_dir is None:
+    if energy.is_worker or energy.outcome is None:
         return
-    from .gate import GateSettings, evaluate, save_baseline, write_gate_file
+    from .gate import GateSettings, evaluate, write_gate_file
     from .report.exports import write_ci_exports
 
-    s, config = energy.settings, session.config
+    s, config, session_dir = energy.settings, session.config, energy.outcome.session_dir
     rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
     gate = evaluate(energy.records, config.stash.get(BASELINE_KEY, None), rules)
     config.stash[GATE_KEY] = gate
-    written = [write_gate_file(gate, energy.outcome.session_dir)] if gate is not None else []
     if s.baseline is None and (s.fail_above is not None or s.require_baseline):
         energy.notes.append("warning: no --energy-baseline PATH: nothing was compared, the energy gate did not run")
-    try:  # an unwritable export must not hide the verdicts, nor turn into an internal error
-        if s.save_baseline is not None:
-            written.append(save_baseline(energy.records, s.save_baseline, energy.session_id))
-        written += write_ci_exports(energy.outcome.session_dir, energy.records, gate, s.json_path, energy.session_id)
-    except OSError as err:
-        energy.notes.append(f"warning: could not write the baseline or CI exports: {err}")
+    written: list[Path] = []
+    if session_dir is not None:
+        if gate is not None:
+            _write(energy, written, lambda: [write_gate_file(gate, session_dir)])
+        _write(
+            energy, written, lambda: write_ci_exports(session_dir, energy.records, gate, s.json_path, energy.session_id)
+        )
+    if s.save_baseline is not None:
+        _save_baseline(session, energy, s.save_baseline, written)
     config.stash[EXPORTS_KEY] = written
     if gate is not None and gate.failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write(energy: EnergySession, written: list[Path], write: Callable[[], list[Path]]) -> None:
+    try:
+        written += write()
+    except OSError as err:  # a file that cannot be written must not hide the verdicts, nor become an internal error
+        energy.errors.append(str(err))
+
+
+def _save_baseline(session: pytest.Session, energy: EnergySession, path: Path, written: list[Path]) -> None:
+    """--energy-save-baseline: a session that ran every benchmark replaces the baseline; one that did not (Ctrl-C,
+    -x, a selection) only updates the entries of its passed benchmarks and keeps every other one."""
+    from .gate import BaselineError, save_baseline
+
+    partial = _partial_session(session)
+    try:
+        written.append(save_baseline(energy.records, path, energy.session_id, complete=partial is None))
+    except BaselineError as err:
+        energy.errors.append(f"baseline not saved: the session {partial}, and the baseline it would update: {err}")
+    except OSError as err:
+        energy.errors.append(f"baseline not saved: {err}")
+    else:
+        if partial is not None:
+            energy.notes.append(f"baseline {path}: the session {partial}, so only its passed benchmarks were updated")
+
+
+def _partial_session(session: pytest.Session) -> str | None:
+    """Why this session did not run every benchmark it was given to its end, or None when it did."""
+    if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "was interrupted"
+    stopped = session.shouldfail or session.shouldstop
+    if stopped:
+        return f"stopped early ({stopped})" if isinstance(stopped, str) else "stopped early"
+    if session.config.stash.get(DESELECTED_KEY, False):
+        return "ran a selection of the tests"
+    return None
 
 
 def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: EnergySession) -> None:
@@ -261,28 +330,46 @@ def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: Ener
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     energy = config.stash.get(SESSION_KEY, None)
-    if energy is None or energy.outcome is None or not energy.outcome.runs:
+    if energy is None or energy.outcome is None or not energy.records:
         return
     from .report.table import render
 
-    outcome = energy.outcome
+    records = energy.records  # every record, whatever happened to its files
     terminalreporter.section("AI Energy Score")
-    for line in render([run.record for run in outcome.runs]):
+    for line in render(records):
         terminalreporter.write_line(line)
-    if any(run.record.meter_name() == "estimate" for run in outcome.runs):
+    if any(record.meter_name() == "estimate" for record in records):
         terminalreporter.write_line(
             f"estimate: CPU time x {energy.settings.cpu_watts:g} W per busy core, not a measurement "
             "(no GPU or readable RAPL counter here)"
         )
-    if any(run.record.meter_name() == "codecarbon" and run.record.energy_kind() == "estimate" for run in outcome.runs):
+    if any(r.meter_name() == "codecarbon" and r.energy_kind() == "estimate" for r in records):
         terminalreporter.write_line(
             "codecarbon (--backend optimum): CPU energy is its estimate (TDP x load, or TDP) and RAM a constant "
             "power, not measurements (no GPU or readable RAPL counter here)"
         )
     _write_ci_summary(terminalreporter, config, energy)
-    for run in outcome.runs:
-        if run.error:
-            terminalreporter.write_line(f"could not write files for {run.record.nodeid}: {run.error}", red=True)
-    terminalreporter.write_line(f"results: {outcome.session_dir}")
+    _write_errors(terminalreporter, energy)
+    outcome = energy.outcome
+    if outcome.session_dir is not None:
+        terminalreporter.write_line(f"results: {outcome.session_dir}")
     if outcome.plot is not None:
         terminalreporter.write_line(f"plot against the leaderboard: {outcome.plot}")
+
+
+MAX_ERROR_LINES = 10
+
+
+def _write_errors(terminalreporter: Any, energy: EnergySession) -> None:
+    """Each file that could not be written, one line each (the first few when a full disk failed them all)."""
+    errors = energy.errors
+    for line in errors[:MAX_ERROR_LINES]:
+        terminalreporter.write_line(f"error: {line}", red=True)
+    if len(errors) > MAX_ERROR_LINES:
+        terminalreporter.write_line(f"error: and {len(errors) - MAX_ERROR_LINES} more like these", red=True)
+    outcome = energy.outcome
+    folder = outcome.session_dir if outcome is not None and not outcome.interrupted else None  # that one says so
+    if errors and folder is not None and (folder / "records.jsonl").is_file():
+        terminalreporter.write_line(
+            f"once the cause is fixed, `aienergyscore report {folder}` writes what is missing", red=True
+        )

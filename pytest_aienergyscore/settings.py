@@ -341,7 +341,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "vllm_timeout",
         "--vllm-timeout",
         "Seconds to wait for the server's next bytes (connecting, the first token, each later piece) before a "
-        "request counts as timed out and is retried.",
+        "request counts as timed out and is retried; a request as a whole, retries included, is given up after 10 "
+        "times this.",
         _positive_float,
         default=120.0,
         env="AIENERGYSCORE_VLLM_TIMEOUT",

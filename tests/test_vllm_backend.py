@@ -5,14 +5,20 @@ wrong in one way each. The pure parts (endpoint forms, request fields, stream pa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_aienergyscore.backends import BackendError
+from pytest_aienergyscore.backends import BackendError, LoadRequest
 from pytest_aienergyscore.backends import vllm as vllm_backend
 from pytest_aienergyscore.backends.lean_http import CHUNKED, _decode_chunks, _parse_head
 from pytest_aienergyscore.backends.vllm import (
@@ -23,14 +29,19 @@ from pytest_aienergyscore.backends.vllm import (
     Result,
     SteadyState,
     StreamReader,
+    VllmBackend,
     generation_fields,
     is_local_host,
     parse_endpoint,
     query_fields,
     steady_state_details,
 )
+from pytest_aienergyscore.energy import DeviceEnergy, Measurement
+from pytest_aienergyscore.records import Phase, Record
+from pytest_aienergyscore.report.comparability import not_comparable_reasons
 from pytest_aienergyscore.tasks import get_task
 
+from .fake_pynvml import NVML_ERROR_NOT_SUPPORTED, FakeGpu, FakeProcess, make_gpus, make_pynvml
 from .servers import (
     Server,
     fault_proxy,
@@ -172,9 +183,18 @@ def test_exact_lengths_are_asked_for_the_way_each_server_takes_them() -> None:
     assert "min_tokens" not in plain and "generation_config" not in plain and plain["max_tokens"] == 10
     reasoning = generation_fields(VLLM, {**get_task("reasoning").generate_kwargs})
     assert reasoning["min_tokens"] == 1 and "ignore_eos" not in reasoning  # 1 to 8,192 tokens: EOS may end it
+    # AI Energy Score's default runner samples reasoning: temperature 0.7, top_p 0.9, top_k 50
+    assert (reasoning["temperature"], reasoning["top_p"], reasoning["top_k"]) == (0.7, 0.9, 50)
+    assert "use_cache" not in reasoning and "do_sample" not in reasoning
     assert generation_fields(VLLM, {**protocol, "top_p": 0.5})["top_p"] == 0.5
     with pytest.raises(BackendError, match="num_beams"):
         generation_fields(VLLM, {**protocol, "num_beams": 4})
+
+
+def test_summarizations_forward_only_protocol_is_refused_in_one_line_before_connecting() -> None:
+    request = LoadRequest("m", None, get_task("summarization"), "server", options=(("endpoint", None),))
+    with pytest.raises(BackendError, match=r"one forward pass per document.*cannot run.*'generate' variant"):
+        VllmBackend().load(request)
 
 
 def test_routes_and_the_reasoning_switch() -> None:
@@ -472,13 +492,251 @@ def test_api_key_is_sent_but_never_written(
     assert report(bench.path)["metadata"]["model_facts"]["api_key"] == "from $MY_SERVER_KEY"
 
 
-def test_a_remote_server_is_said_to_meter_nothing_local(
-    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+# -- where the server runs: remote, or local on some GPUs ------------------------------------------------------------
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> list[FakeGpu]:
+    """Two H100s drawing 300 W behind the fake pynvml, installed as ``pynvml`` for the in-process runs; a test puts
+    the processes that hold them in ``.processes``."""
+    start = time.monotonic()
+    gpus = make_gpus(2)
+    for gpu in gpus:
+        gpu.name = H100
+        gpu.energy_mj = lambda: int((time.monotonic() - start) * 3e5)
+    monkeypatch.setitem(sys.modules, "pynvml", make_pynvml(gpus))
+    monkeypatch.setitem(sys.modules, "torch", None)  # ordinals as CUDA_VISIBLE_DEVICES says, not a real GPU's UUID
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return gpus
+
+
+def summary(root: Path, out: str = "results") -> dict[str, Any]:
+    [path] = list((root / out).glob("*/*/GPU_ENERGY_SUMMARY.json"))
+    return json.loads(path.read_text())
+
+
+def test_a_remote_server_metered_by_the_local_gpu_is_not_comparable_and_says_why(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch, fake_gpus: list[FakeGpu]
 ) -> None:
     monkeypatch.setattr(vllm_backend, "is_local_host", lambda host: False)
     project(bench, str(tiny_lm))
-    run(bench, *vllm_args(tserve.url)).assert_outcomes(passed=1)
+    run(bench, *vllm_args(tserve.url), "--energy-meter=nvml").assert_outcomes(passed=1)
     measured = report(bench.path)
     facts = measured["metadata"]["model_facts"]
-    assert facts["server_local"] is False and facts["local_gpus_metered"] is False and facts["path"] is None
-    assert any("no local GPU was metered" in note for note in measured["notes"])
+    assert facts["server_local"] is False and facts["path"] is None
+    assert facts["server_gpus"] is None and facts["server_pids"] is None  # nothing of a remote host is seen here
+    assert [d["device"] for d in measured["meter"]["devices"]] == ["cuda:0"]  # the local GPU was metered...
+    notes = "; ".join(measured["notes"])
+    assert "no local GPU was metered" not in notes  # ...so no note may say otherwise
+    assert "a local meter (nvml, rapl, estimate) measures this machine, not the server" in notes
+    reasons = summary(bench.path)["not_comparable_reasons"]
+    assert REMOTE_REASON in reasons
+
+
+REMOTE_REASON = (
+    "the model ran on a remote server; the local meter measured this machine, not the server: use --energy-meter dcgm"
+)
+
+
+def served_record(meter: str, server_local: bool) -> Record:
+    """A record of a model served by a server, all its energy from ``meter``'s GPU reading."""
+    device = DeviceEnergy("cuda:0" if meter != "dcgm" else "node-1/gpu0", "gpu", 3600.0, "measured", meter)
+    phase_ = Phase("decode", Measurement("decode", meter, "measured", 60.0, (device,)), samples=1000)
+    return Record(
+        nodeid="bench.py::test_one",
+        backend="vllm",
+        model="org/model",
+        task="text_generation",
+        model_class="A",
+        queries=1000,
+        phases=[phase_],
+        meter={"name": meter, "devices": [{"device": device.device, "scope": "gpu"}]},
+        metadata={"model_facts": {"server_local": server_local}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("meter", "server_local", "named"),
+    [("nvml", False, True), ("nvml", True, False), ("dcgm", False, False), ("nvml-power", False, True)],
+)
+def test_a_remote_server_is_comparable_only_under_a_meter_that_reads_its_gpus(
+    meter: str, server_local: bool, named: bool
+) -> None:
+    reasons = not_comparable_reasons(served_record(meter, server_local))
+    assert (REMOTE_REASON in reasons) is named, reasons
+
+
+# a real local server: a process listening on 127.0.0.1 that has started a child, as vLLM starts its workers
+LISTENER = """
+import socket, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+server = socket.socket(socket.AF_INET6 if sys.argv[1] == "::1" else socket.AF_INET)
+server.bind((sys.argv[1], 0))
+server.listen()
+print(server.getsockname()[1], child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def listener(host: str = "127.0.0.1") -> Iterator[tuple[int, int, int]]:
+    """(port, pid, child pid) of a real listening process; both stopped by their pids."""
+    process = subprocess.Popen([sys.executable, "-c", LISTENER, host], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    child = 0
+    try:
+        port, child = map(int, process.stdout.readline().split())
+        yield port, process.pid, child
+    finally:
+        if child:
+            os.kill(child, signal.SIGTERM)
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_the_local_servers_pids_are_the_listening_process_and_its_children(host: str) -> None:
+    with listener() as (port, pid, child):
+        pids, how = vllm_backend.server_pids(parse_endpoint(f"http://{host}:{port}/v1"))
+    assert pids == tuple(sorted((pid, child)))
+    assert how == f"listening on port {port}: pid {pid}"
+
+
+def test_a_listener_on_ipv6_loopback_is_found_too() -> None:
+    with listener("::1") as (port, pid, child):
+        pids, _ = vllm_backend.server_pids(parse_endpoint(f"http://[::1]:{port}/v1"))
+    assert pids == tuple(sorted((pid, child)))
+
+
+def test_a_port_nobody_listens_on_has_no_server_pids() -> None:
+    port = free_port()
+    pids, how = vllm_backend.server_pids(parse_endpoint(f"http://127.0.0.1:{port}/v1"))
+    assert pids is None
+    assert how == f"the process serving port {port} here is unknown: no listening socket was found"
+    place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}/v1"), lambda: pytest.fail("no NVML"))
+    assert place.gpus is None and place.note == f"{how}; the metered GPUs were not checked against the server's"
+
+
+def started_nvml(gpus: list[FakeGpu]) -> Any:
+    nvml = make_pynvml(gpus)
+    nvml.nvmlInit()
+    return nvml
+
+
+def test_a_local_server_runs_on_the_gpus_listing_its_pids_or_its_childrens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    gpus = make_gpus(3)
+    with listener() as (port, _, child):
+        gpus[0].processes = [FakeProcess(os.getpid())]  # someone else: this test process
+        gpus[2].processes = [FakeProcess(child)]  # the server's worker
+        place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}"), lambda: started_nvml(gpus))
+    assert place.gpus == [{"cuda": 2, "uuid": gpus[2].uuid}]
+    assert child in (place.pids or ()) and place.note is None
+
+
+def test_a_local_server_on_no_gpu_is_recorded_as_such_and_says_who_holds_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    gpus = make_gpus(2)
+    gpus[1].processes = [FakeProcess(os.getpid())]
+    with listener() as (port, pid, child):
+        endpoint = parse_endpoint(f"http://127.0.0.1:{port}")
+        place = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
+    assert place.gpus == [] and place.pids == tuple(sorted((pid, child)))
+    assert place.note == (
+        f"the server at {endpoint} (pids {', '.join(map(str, sorted((pid, child))))}) holds no GPU; "
+        "GPUs cuda:1 are held by other processes"
+    )
+
+
+def test_pids_of_another_pid_namespace_leave_the_servers_gpus_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    gpus = make_gpus(1)
+    gpus[0].processes = [FakeProcess(2**22 + 1)]  # above any pid_max: the host's pid seen from a container
+    with listener() as (port, _, _):
+        place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}"), lambda: started_nvml(gpus))
+    assert place.gpus is None
+    assert place.note == (
+        "the server's GPUs cannot be told: NVML lists pids that are no process here (4194305: another PID namespace)"
+    )
+
+
+def test_a_gpu_that_cannot_list_its_processes_is_never_taken_for_a_free_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    gpus = make_gpus(2)
+    gpus[1].processes_error = NVML_ERROR_NOT_SUPPORTED
+    with listener() as (port, pid, _):
+        endpoint = parse_endpoint(f"http://127.0.0.1:{port}")
+        unknown = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
+        gpus[0].processes = [FakeProcess(pid)]
+        partial = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
+    cannot = (
+        "NVML cannot list the processes of cuda:1: NVML cannot list compute processes: Not Supported; "
+        "NVML cannot list graphics processes: Not Supported"
+    )
+    assert unknown.gpus is None and unknown.note == f"the server's GPUs cannot be told: {cannot}"
+    assert partial.gpus == [{"cuda": 0, "uuid": gpus[0].uuid}]
+    assert partial.note == f"it may hold more: {cannot}"
+
+
+def test_the_local_servers_gpus_are_recorded_and_metered_when_asked(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, fake_gpus: list[FakeGpu]
+) -> None:
+    fake_gpus[1].processes = [FakeProcess(tserve.process.pid)]
+    project(bench, str(tiny_lm))
+    run(bench, *vllm_args(tserve.url), "--energy-meter=nvml", "--energy-gpus=1").assert_outcomes(passed=1)
+    measured = report(bench.path)
+    facts = measured["metadata"]["model_facts"]
+    assert facts["server_gpus"] == [{"cuda": 1, "uuid": fake_gpus[1].uuid}]
+    assert tserve.process.pid in facts["server_pids"]
+    assert [d["uuid"] for d in measured["meter"]["devices"]] == [fake_gpus[1].uuid]
+    assert measured["metadata"]["gpu_count"] == 1
+
+
+def test_metering_other_gpus_than_the_local_servers_fails_in_one_line(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, fake_gpus: list[FakeGpu], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    fake_gpus[1].processes = [FakeProcess(tserve.process.pid)]
+    project(bench, str(tiny_lm))
+    result = run(bench, *vllm_args(tserve.url), "--energy-meter=nvml", "--energy-gpus=0", "--energy-model-class=C")
+    result.assert_outcomes(failed=1)
+    assert failed_line(result).endswith(
+        f"the transformers-serve server at {tserve.url}/v1 runs on GPUs [1]; --energy-gpus meters [0]; "
+        "pass --energy-gpus 1"
+    )
+    assert "Traceback" not in "\n".join(result.outlines)
+
+
+def test_the_one_gpu_rule_counts_the_local_servers_gpus(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, fake_gpus: list[FakeGpu], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    for gpu in fake_gpus:
+        gpu.processes = [FakeProcess(tserve.process.pid)]
+    project(bench, str(tiny_lm))
+    result = run(bench, *vllm_args(tserve.url))  # the estimate meter: no GPU metered, yet the server uses two
+    result.assert_outcomes(failed=1)
+    assert failed_line(result).endswith(
+        f"class A models are benchmarked on one GPU (AI Energy Score's rule), but the transformers-serve server at "
+        f"{tserve.url}/v1 runs on 2 GPUs; serve the model on one GPU, or --energy-allow-multi-gpu to run anyway "
+        "(the result is then not comparable)"
+    )
+
+
+def test_a_local_server_on_the_cpu_keeps_todays_metering_and_says_it_holds_no_gpu(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, fake_gpus: list[FakeGpu]
+) -> None:
+    project(bench, str(tiny_lm))
+    run(bench, *vllm_args(tserve.url), "--energy-meter=nvml").assert_outcomes(passed=1)
+    measured = report(bench.path)
+    facts = measured["metadata"]["model_facts"]
+    assert facts["server_gpus"] == [] and tserve.process.pid in facts["server_pids"]
+    assert [d["device"] for d in measured["meter"]["devices"]] == ["cuda:0"]
+    assert any(
+        note.startswith(f"the server at {tserve.url}/v1 (pids ") and note.endswith(") holds no GPU")
+        for note in measured["notes"]
+    )

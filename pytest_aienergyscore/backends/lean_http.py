@@ -21,6 +21,7 @@ import httpx
 
 _HEAD_LIMIT = 1 << 16
 _READ_SIZE = 1 << 16
+MAX_CHUNK = 64 << 20  # one chunk of a chunked body is buffered whole: no more than this
 
 
 class _Connection:
@@ -195,21 +196,29 @@ class _Body(httpx.AsyncByteStream):
         self.complete = True
 
     async def _chunked(self) -> AsyncIterator[bytes]:
-        """Chunked bodies, decoded from whatever has arrived: one yield per read, however many chunks it held."""
+        """Chunked bodies, decoded from whatever has arrived: one yield per read, however many chunks it held.
+
+        Linear in the body's size: what is left of an unfinished chunk is decoded again only once enough has
+        arrived to finish it (its size line says how much), not after every read."""
         reader, conn = self.conn.reader, self.conn
-        buffer = b""
+        parts: list[bytes] = []
+        have = need = 0
         while True:
             conn.arm()
             piece = await reader.read(_READ_SIZE)
             if not piece:
-                raise asyncio.IncompleteReadError(buffer, None)
-            buffer += piece
-            data, buffer, done = _decode_chunks(buffer)
+                raise asyncio.IncompleteReadError(b"".join(parts), None)
+            parts.append(piece)
+            have += len(piece)
+            if have < need:
+                continue
+            data, rest, done = _decode_chunks(b"".join(parts))
             if data:
                 yield data
             if done:
                 self.complete = True
                 return
+            parts, have, need = [rest], len(rest), _bytes_to_next_chunk(rest)
 
     async def _until_close(self) -> AsyncIterator[bytes]:
         reader, conn = self.conn.reader, self.conn
@@ -261,6 +270,22 @@ def _decode_chunks(buffer: bytes) -> tuple[bytes, bytes, bool]:
     return b"".join(out), buffer[pos:], False
 
 
+def _bytes_to_next_chunk(rest: bytes) -> int:
+    """How many bytes must be buffered before the chunk starting ``rest`` can be decoded: its size line, data and
+    CRLF when the size line is complete, else one more byte. A size line (or the trailers after the last chunk) has at
+    most ``_HEAD_LIMIT`` bytes and a chunk at most ``MAX_CHUNK`` (ValueError otherwise), so a server cannot make the
+    buffer grow without end."""
+    eol = rest.find(b"\r\n")
+    size = int(rest[:eol].split(b";", 1)[0], 16) if eol >= 0 else 0
+    if size > MAX_CHUNK:
+        raise ValueError(f"a chunk of {size} bytes, more than {MAX_CHUNK} allowed")
+    if size:
+        return eol + 2 + size + 2
+    if len(rest) > _HEAD_LIMIT:
+        raise ValueError("a chunk size line or trailers without end")
+    return len(rest) + 1
+
+
 def _serialise(request: httpx.Request, body: bytes) -> bytes:
     """Request line, headers and body as one buffer, so that a request costs one write."""
     target = request.url.raw_path.decode("ascii")
@@ -296,7 +321,7 @@ def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, list[tuple[by
         headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" and framing != CHUNKED:
-            framing = int(value)
+            framing = _content_length(value, framing, request)
         elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
             framing = CHUNKED
         elif lowered == b"connection":
@@ -304,6 +329,14 @@ def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, list[tuple[by
     if status in (204, 304) or 100 <= status < 200 or request.method == "HEAD":
         framing = 0
     return status, headers, framing, keep_alive
+
+
+def _content_length(value: bytes, earlier: int | None, request: httpx.Request) -> int:
+    """A Content-Length: ASCII digits only (``int`` would take ``+1``, `` 1_0``, or fail on 5,000 digits), and the
+    same value if the header comes twice; anything else is the server's protocol error, in one line."""
+    if not value.isdigit() or len(value) > 18 or (earlier is not None and earlier != int(value)):
+        raise httpx.RemoteProtocolError(f"malformed Content-Length {value[:40]!r}", request=request)
+    return int(value)
 
 
 def _nothing_read(err: BaseException) -> bool:

@@ -15,13 +15,20 @@ without ever being the bottleneck itself:
 
 text_generation goes to ``/v1/completions`` with the raw prompt (AI Energy Score's text-generation pipeline applies no
 chat template); reasoning and summarization go to ``/v1/chat/completions``, the reasoning switch as vLLM takes it
-(``chat_template_kwargs``). The API key is read from an environment variable into memory and only ever sent as a
-header: it is in no option, log, record or error message.
+(``chat_template_kwargs``). The API key is read from an environment variable into a :class:`~.secret.Secret` and only
+ever sent as a header: it is in no option, log, record, error message or ``repr``, and every text the server sent back
+is masked (``redact``) before it is kept, since a server may repeat the request's headers in its errors.
+
+A server is not trusted to be well-behaved either: ``/v1/models`` and error bodies are read up to ``MAX_BODY_BYTES``,
+one streamed event up to ``MAX_EVENT_BYTES`` (parsed in linear time), a request with its retries is given up after
+``DEADLINE_FACTOR`` times ``--vllm-timeout`` even when bytes keep trickling in, and token counts that cannot be true
+(negative, not whole numbers, above ``max_tokens`` and a margin) fail the request instead of entering the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -29,14 +36,16 @@ import os
 import re
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ..energy import Measurement
-from ..tasks import WARMUP_GENERATE, TaskSpec
+from ..tasks import TaskSpec
 from .base import Backend, BackendError, LoadRequest, PhaseWork, Prepared, Progress
+from .secret import Secret, SecretHeaders, redact
 
 SERVED_TASKS = ("text_generation", "reasoning", "summarization")
 MAX_FAILURE_RATE = 0.05  # more failed requests than this fails the benchmark
@@ -45,6 +54,10 @@ BACKOFF_S = 0.25  # wait before the first retry; doubled for each further one
 BACKOFF_MAX_S = 4.0
 RETRY_STATUSES = frozenset({408, 429})  # and every 5xx: the server may recover; other 4xx will not change
 SUMMARIZE_PROMPT = "Summarize the following text.\n\n{text}"
+MAX_BODY_BYTES = 1 << 20  # GET /v1/models and error bodies: far more than any real one, and read no further
+MAX_EVENT_BYTES = 4 << 20  # one server-sent event: a token chunk is under a kilobyte, logprobs and all
+DEADLINE_FACTOR = 10  # a request as a whole, retries included, is given up after this many --vllm-timeout
+TOKEN_MARGIN = 8  # completion tokens a server may report above max_tokens (an end token counted, say)
 
 VLLM, TRANSFORMERS, GENERIC = "vllm", "transformers-serve", "openai-compatible"
 
@@ -131,6 +144,103 @@ def _local_addresses() -> set[str]:
     }
 
 
+# -- where a local server runs --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerPlace:
+    """The processes of a local server and the GPUs they hold, for the record and the one-GPU rule.
+
+    ``gpus`` is a list of ``{"cuda": ordinal or None, "uuid": ...}`` (empty: the server holds no GPU), or None when
+    that cannot be told; ``how`` says where the answer came from, ``note`` what the record should say about it.
+    """
+
+    pids: tuple[int, ...] | None
+    gpus: list[dict[str, Any]] | None
+    how: str
+    note: str | None = None
+
+
+def server_pids(endpoint: Endpoint) -> tuple[tuple[int, ...] | None, str]:
+    """The pids of the process listening on the endpoint's port here, and of all its children (vLLM runs the model in
+    child processes); None, with the reason, when no listener is found or its owner cannot be seen."""
+    import psutil
+
+    wanted = _host_addresses(endpoint.host)
+    owners: set[int] = set()
+    hidden = False
+    try:
+        sockets = psutil.net_connections(kind="tcp")
+    except psutil.Error as err:  # macOS lists other processes' sockets to root only
+        return None, f"the process serving port {endpoint.port} here is unknown: the sockets cannot be listed ({err})"
+    for conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != endpoint.port:
+            continue
+        if not _listens_on(str(conn.laddr.ip), wanted):
+            continue
+        if conn.pid is None:
+            hidden = True  # another user's process: its file descriptors cannot be read
+        else:
+            owners.add(conn.pid)
+    if not owners:
+        why = "its owner cannot be seen (another user's process?)" if hidden else "no listening socket was found"
+        return None, f"the process serving port {endpoint.port} here is unknown: {why}"
+    pids = set(owners)
+    for pid in owners:
+        with contextlib.suppress(psutil.Error):
+            pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    return tuple(sorted(pids)), f"listening on port {endpoint.port}: pid {', '.join(map(str, sorted(owners)))}"
+
+
+def _host_addresses(host: str) -> set[str]:
+    try:
+        return {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return set()
+
+
+def _listens_on(ip: str, wanted: set[str]) -> bool:
+    """A listener on the wildcard address takes every local address; an IPv4-mapped IPv6 one its IPv4 address."""
+    ip = ip.split("%")[0]
+    return ip in ("", "0.0.0.0", "::") or ip in wanted or ip.removeprefix("::ffff:") in wanted
+
+
+def locate_server(endpoint: Endpoint, load_nvml: Any = None) -> ServerPlace:
+    """Which GPUs a local server runs on: those whose NVML running processes include one of the server's pids."""
+    from ..meters import MeterUnavailable
+    from ..meters.gpu_processes import foreign_pids, gpu_pids, gpus_held_by
+    from ..meters.nvml import load_pynvml
+
+    pids, how = server_pids(endpoint)
+    if pids is None:
+        return ServerPlace(None, None, how, f"{how}; the metered GPUs were not checked against the server's")
+    try:
+        nvml = (load_nvml or load_pynvml)()
+    except MeterUnavailable as err:  # no NVIDIA driver: the server holds no NVIDIA GPU
+        return ServerPlace(pids, [], f"{how}; no GPU process list here: {err}")
+    try:
+        holders = gpu_pids(nvml)
+    except nvml.NVMLError as err:
+        why = f"NVML failed to list the GPUs: {err}"
+        return ServerPlace(pids, None, f"{how}; {why}", f"the server's GPUs cannot be told: {why}")
+    held = gpus_held_by(holders, pids)
+    unreadable = [f"{g.device}: {g.unreadable}" for g in holders if g.unreadable]
+    if held:
+        gpus = [{"cuda": g.ordinal, "uuid": g.uuid} for g in held]
+        partial = f"it may hold more: NVML cannot list the processes of {'; '.join(unreadable)}" if unreadable else None
+        return ServerPlace(pids, gpus, f"{how}; its GPUs from NVML's running processes", partial)
+    unknown = sorted(foreign_pids(holders))
+    if unknown or unreadable:
+        why = (
+            f"NVML lists pids that are no process here ({', '.join(map(str, unknown))}: another PID namespace)"
+            if unknown
+            else f"NVML cannot list the processes of {'; '.join(unreadable)}"
+        )
+        return ServerPlace(pids, None, f"{how}; {why}", f"the server's GPUs cannot be told: {why}")
+    others = [g.device for g in holders if g.pids]
+    busy = f"; GPUs {', '.join(others)} are held by other processes" if others else ""
+    note = f"the server at {endpoint} (pids {', '.join(map(str, pids))}) holds no GPU{busy}"
+    return ServerPlace(pids, [], f"{how}; NVML's running processes include none of its pids", note)
+
+
 # -- what the server is and serves ----------------------------------------------------------------------------------
 def server_kind(entries: list[dict[str, Any]]) -> str:
     """vLLM says ``owned_by: vllm``; transformers serve adds a non-OpenAI ``status`` field; anything else is generic."""
@@ -139,6 +249,12 @@ def server_kind(entries: list[dict[str, Any]]) -> str:
     if any(isinstance(entry.get("status"), dict) for entry in entries):
         return TRANSFORMERS
     return GENERIC
+
+
+def secret_from_env(name: str) -> Secret | None:
+    """The API key from its environment variable, straight into a Secret: no frame ever holds it as a plain local
+    (``pytest -l`` prints them)."""
+    return Secret(os.environ[name]) if os.environ.get(name) else None
 
 
 def resolve_served_model(requested: str, override: str | None, served: list[str], endpoint: Endpoint) -> str:
@@ -157,39 +273,41 @@ def resolve_served_model(requested: str, override: str | None, served: list[str]
     )
 
 
-def error_message(body: bytes) -> str:
+def error_message(body: bytes, secrets: tuple[Secret, ...] = ()) -> str:
     """The server's reason from any of the error shapes seen: ``{"error": {...}}``, ``{"error": "..."}``,
-    ``{"detail": ...}`` (FastAPI), or plain text."""
-    text = body.decode("utf-8", "replace").strip()
+    ``{"detail": ...}`` (FastAPI), or plain text; ``secrets`` masked before anything is cut short, so that no part of
+    a key the server repeated survives."""
+    text = redact(body.decode("utf-8", "replace"), secrets).strip()
+    first_line = text.splitlines()[0][:200] if text else "(empty body)"
     try:
         data = json.loads(text)
-    except ValueError:
-        return text.splitlines()[0][:200] if text else "(empty body)"
-    if isinstance(data, dict):
-        error = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(error, dict):
-            error = error.get("message", error)
-        if error is not None:
-            return str(error)[:200]
-    return text[:200]
+        if isinstance(data, dict):
+            error = data.get("error", data.get("detail", data.get("message")))
+            if isinstance(error, dict):
+                error = error.get("message", error)
+            if error is not None:
+                return " ".join(str(error).split())[:200]
+    except (ValueError, RecursionError):  # not JSON, or JSON nested deeper than a parser can follow
+        return first_line
+    return " ".join(text.split())[:200]
 
 
 # -- request bodies -------------------------------------------------------------------------------------------------
 def generation_fields(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """OpenAI request fields for transformers-style generation parameters, exact lengths the way ``kind`` takes them."""
     params = dict(params)
-    max_new = int(params.pop("max_new_tokens", 16))
-    min_new = int(params.pop("min_new_tokens", 0) or 0)
+    max_new = _whole(params, "max_new_tokens", 16, 1)
+    min_new = _whole(params, "min_new_tokens", 0, 0)
     do_sample = bool(params.pop("do_sample", False))
-    if int(params.pop("num_beams", 1)) != 1:
+    if _whole(params, "num_beams", 1, 1) != 1:
         raise BackendError("num_beams: the vllm backend sends one sequence per request; beam search is not served")
     fields: dict[str, Any] = {"max_tokens": max_new, "stream": True, "stream_options": {"include_usage": True}}
     if not do_sample:
         fields["temperature"] = 0.0
-    sequences = int(params.pop("num_return_sequences", 1))
+    sequences = _whole(params, "num_return_sequences", 1, 1)
     if sequences != 1:
         fields["n"] = sequences
-    for name in ("pad_token_id", "eos_token_id"):  # tokenizer details of in-process generation; the server knows
+    for name in ("pad_token_id", "eos_token_id", "use_cache"):  # in-process generation details; the server knows
         params.pop(name, None)
     if min_new > 0 and kind == VLLM:
         fields["min_tokens"] = min_new
@@ -199,6 +317,16 @@ def generation_fields(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         fields["generation_config"] = json.dumps({"min_new_tokens": min_new})
     fields.update(params)  # anything else a test passed (top_p, seed...), as the server's own field
     return fields
+
+
+def _whole(params: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    """A count among the generation parameters (taken out of ``params``), or one line naming the bad value."""
+    value = params.pop(name, default)
+    if value is None and minimum == 0:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BackendError(f"generation parameter {name}={value!r}: must be a whole number >= {minimum}")
+    return value
 
 
 def query_fields(task: TaskSpec, text: str) -> tuple[str, dict[str, Any]]:
@@ -238,56 +366,113 @@ class Result:
 
 class StreamReader:
     """Server-sent events of one streamed completion: time of the first token, the last ``usage``, and a count of
-    streamed pieces for servers that send no usage. Only the events that matter are JSON-decoded."""
+    streamed pieces for servers that send no usage. Only the events that matter are JSON-decoded.
 
-    __slots__ = ("buffer", "chunks", "done", "error", "first_token", "usage")
+    Linear in the stream's size whatever the server sends: a piece in which no event ends is only held, never
+    searched again, and the held pieces are joined once, when their event ends (``joined_bytes`` counts what those
+    joins copied: each byte at most twice). One event may not exceed ``MAX_EVENT_BYTES``.
+    """
 
-    def __init__(self) -> None:
-        self.buffer = b""
+    __slots__ = (
+        "_cr",
+        "_held",
+        "_held_bytes",
+        "chunks",
+        "done",
+        "error",
+        "first_token",
+        "joined_bytes",
+        "secrets",
+        "usage",
+    )
+
+    def __init__(self, secrets: tuple[Secret, ...] = ()) -> None:
+        self.secrets = secrets  # masked in an error event's message before it is cut to length
+        self._held: list[bytes] = []  # the start of an event that has not ended yet
+        self._held_bytes = 0
+        self._cr = False  # the last piece ended in a CR, whose LF may start the next one
         self.first_token: float | None = None
-        self.usage: dict[str, Any] | None = None
+        self.usage: Any = None
         self.chunks = 0
         self.error: str | None = None
         self.done = False
+        self.joined_bytes = 0
 
     def feed(self, piece: bytes, now: float) -> None:
-        data = self.buffer + piece
-        if b"\r" in data:  # CRLF line ends are allowed too; a CR left at the end is joined with its LF next time
-            data = data.replace(b"\r\n", b"\n")
-        *events, self.buffer = data.split(b"\n\n")
+        if self._cr or b"\r" in piece:
+            piece = self._lf_only(piece)
+        held = self._held
+        if piece.find(b"\n\n") < 0 and not (held and held[-1].endswith(b"\n") and piece.startswith(b"\n")):
+            self._hold(piece)
+            return
+        if held:
+            data = b"".join([*held, piece])
+            self.joined_bytes += len(data)
+            self._held, self._held_bytes = [], 0
+        else:
+            data = piece
+        *events, rest = data.split(b"\n\n")
+        if rest:
+            self._hold(rest)
         for event in events:
+            # the common case once tokens flow, inline (this runs for every token): a token chunk, counted without
+            # decoding; a chunk that carries usage (not ``"usage": null``) or surely no text is decoded or skipped,
+            # so that it never counts as a token
             if self.first_token is not None and _plain_event(event):
-                # the common case once tokens flow: a token chunk, or the usage chunk, read without decoding
-                usage = _usage_numbers(event) if b'"usage"' in event else None
-                if usage is None:
+                if b'"usage"' in event and b'"usage":null' not in event and b'"usage": null' not in event:
+                    self._event(event[5:].strip(), now)
+                elif not _surely_empty(event):
                     self.chunks += 1
-                else:
-                    self.usage = usage
-                continue
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    self._data(line[5:].strip(), now)
+            else:
+                self._one(event, now)
+
+    def _lf_only(self, piece: bytes) -> bytes:
+        """CRLF line ends as LF; a CR at the end of a piece waits for the LF that may start the next one."""
+        if self._cr:
+            piece, self._cr = b"\r" + piece, False
+        if piece.endswith(b"\r"):
+            piece, self._cr = piece[:-1], True
+        return piece.replace(b"\r\n", b"\n")
+
+    def _hold(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self._held.append(piece)
+        self._held_bytes += len(piece)
+        if self._held_bytes > MAX_EVENT_BYTES:
+            raise RequestFailed(f"the server sent an event of more than {MAX_EVENT_BYTES >> 20} MB", False)
+
+    def _one(self, event: bytes, now: float) -> None:
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                self._data(line[5:].strip(), now)
 
     def _data(self, payload: bytes, now: float) -> None:
         if payload == b"[DONE]":
             self.done = True
-        elif self.first_token is not None or not _surely_empty(payload) or b'"usage"' in payload:
+        elif self.first_token is not None or not _surely_empty(payload) or _NON_NULL_USAGE.search(payload):
             self._event(payload, now)
 
     def _event(self, payload: bytes, now: float) -> None:
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RequestFailed(f"the stream carried something that is not JSON: {payload[:80]!r}", True) from None
         if not isinstance(event, dict):
             return
         if event.get("error"):
-            self.error = error_message(payload)
+            self.error = error_message(payload, self.secrets)
             return
-        if event.get("usage"):
-            self.usage = event["usage"]
+        usage = event.get("usage")
+        if isinstance(usage, dict):  # the two counts are all that is kept (checked in _result)
+            self.usage = {
+                "completion_tokens": usage.get("completion_tokens"),
+                "prompt_tokens": usage.get("prompt_tokens"),
+            }
+        elif usage is not None:
+            self.usage = usage  # not an object: _result says so
         choices = event.get("choices") or ()
-        if choices and _has_text(choices[0]):
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict) and _has_text(choices[0]):
             self.chunks += 1
             if self.first_token is None:
                 self.first_token = now
@@ -298,34 +483,21 @@ def _plain_event(event: bytes) -> bool:
     return event.startswith(b"data: {") and b"\n" not in event and b'"error"' not in event
 
 
-_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
-
-
-def _usage_numbers(event: bytes) -> dict[str, Any] | None:
-    """The usage counts of a chunk, found without decoding all of it; None when it has none (``"usage": null``).
-
-    Exact keys only: a quote inside generated text is escaped (``\\"``), so it cannot look like one of these keys.
-    """
-    completion = _COMPLETION_TOKENS.search(event)
-    if completion is None:
-        return None
-    prompt = _PROMPT_TOKENS.search(event)
-    return {"completion_tokens": int(completion[1]), "prompt_tokens": int(prompt[1]) if prompt else None}
+_NON_NULL_USAGE = re.compile(rb'"usage"\s*:\s*[^n\s]')
 
 
 def _surely_empty(payload: bytes) -> bool:
-    """A chunk that carries no text for certain (vLLM's and transformers serve's opening role chunk), known without
-    decoding it; anything less certain is decoded."""
-    if b'"reasoning' in payload or b'"error"' in payload:
+    """A chunk that carries no text for certain (vLLM's and transformers serve's opening role chunk, a usage chunk),
+    known without decoding it; anything less certain is decoded."""
+    if b'"reasoning' in payload or b'"error"' in payload or payload.count(b'"text"') != payload.count(b'"text":""'):
         return False
-    return (b'"text"' not in payload or b'"text":""' in payload) and (
-        b'"content"' not in payload or b'"content":""' in payload
-    )
+    return payload.count(b'"content"') == payload.count(b'"content":""')
 
 
 def _has_text(choice: dict[str, Any]) -> bool:
-    delta = choice.get("delta") or {}
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        delta = {}
     return bool(choice.get("text") or delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"))
 
 
@@ -420,8 +592,9 @@ class VllmBackend(Backend):
         self.served_model = ""
         self.concurrency = 1
         self.timeout_s = 120.0
+        self.deadline_s = 120.0 * DEADLINE_FACTOR
         self.facts: dict[str, Any] = {}
-        self._api_key: str | None = None
+        self._api_key: Secret | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._transport: Any = None
@@ -434,13 +607,21 @@ class VllmBackend(Backend):
             raise BackendError(
                 f"task {task.name} cannot run on --backend vllm; it serves text tasks only: {', '.join(SERVED_TASKS)}"
             )
+        self.protocol = request.protocol()
+        if not self.protocol.is_generative:
+            raise BackendError(
+                f"{task.name}'s protocol is one forward pass per document (optimum-benchmark's energy_star), which an "
+                "OpenAI-compatible server cannot run; use --backend pytorch or optimum, or the 'generate' variant "
+                "(not comparable)"
+            )
         options = dict(request.options)
         endpoint = parse_endpoint(options.get("endpoint"))
         self.endpoint, self.task = endpoint, task
         self.concurrency = int(options.get("concurrency") or 1)
         self.timeout_s = float(options.get("timeout_s") or 120.0)
+        self.deadline_s = self.timeout_s * DEADLINE_FACTOR
         key_env = str(options.get("api_key_env") or "VLLM_API_KEY")
-        self._api_key = os.environ.get(key_env) or None
+        self._api_key = secret_from_env(key_env)
         self._open_client()
         try:
             entries = self._call(self._models(key_env))
@@ -448,6 +629,9 @@ class VllmBackend(Backend):
             if not served:
                 raise BackendError(f"{endpoint} serves no model (GET /v1/models listed none)")
             self.served_model = resolve_served_model(request.model, options.get("served_model"), served, endpoint)
+        except BackendError as err:  # its text may repeat what the server sent
+            self.close()
+            raise BackendError(self._shown(str(err))) from None
         except BaseException:  # the runner keeps no backend that failed to load: nothing may stay open
             self.close()
             raise
@@ -462,11 +646,17 @@ class VllmBackend(Backend):
         route, _ = query_fields(self.task, "")
         notes = []
         if self.served_model != request.model:
-            notes.append(f"{self.endpoint} serves the model as {self.served_model!r}, used for {request.model!r}")
-        if not local:
+            shown = self._shown(repr(self.served_model))
+            notes.append(f"{self.endpoint} serves the model as {shown}, used for {request.model!r}")
+        if local:
+            place = locate_server(self.endpoint)
+            if place.note:
+                notes.append(place.note)
+        else:
+            place = ServerPlace(None, None, "the server is on another host: its processes are not visible here")
             notes.append(
-                f"the server at {self.endpoint} is on another host: no local GPU was metered, the energy figures cover "
-                "this machine only (remote metering is a separate feature)"
+                f"the server at {self.endpoint} is on another host: a local meter (nvml, rapl, estimate) measures this "
+                "machine, not the server; --energy-meter dcgm reads the server's GPUs"
             )
         if self.kind == GENERIC:
             notes.append(
@@ -479,13 +669,16 @@ class VllmBackend(Backend):
             "path": folder if local and os.path.isdir(folder) else None,  # lets the model's size be counted
             "server": self.kind,
             "endpoint": str(self.endpoint),
-            "served_model": self.served_model,
-            "max_model_len": entry.get("max_model_len"),
+            "served_model": self._shown(self.served_model),
+            "max_model_len": _count_or_none(entry.get("max_model_len")),
             "route": f"/v1{route}",
             "server_local": local,
-            "local_gpus_metered": local,
+            "server_pids": list(place.pids) if place.pids is not None else None,
+            "server_gpus": place.gpus,  # [] holds no GPU; None cannot be told
+            "server_gpus_source": place.how,
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
+            "request_deadline_s": self.deadline_s,
             "api_key": f"from ${key_env}" if self._api_key else "none",
             "notes": notes,
         }
@@ -504,10 +697,16 @@ class VllmBackend(Backend):
         else:  # TLS: httpx's own transport, its pool sized to the concurrency
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
             self._transport = httpx.AsyncHTTPTransport(limits=limits)
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        headers = httpx.Headers({"Accept-Encoding": "identity"})  # a body is read as sent, and no bigger
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"  # httpx.Headers' repr hides it
         self._client = httpx.AsyncClient(
             transport=self._transport, headers=headers, timeout=self.timeout_s, trust_env=False
         )
+
+    def _shown(self, text: str) -> str:
+        """Text that came from the server, fit to be kept: the API key masked wherever the server repeated it."""
+        return redact(text, (self._api_key,))
 
     def _call(self, coroutine: Awaitable[T]) -> T:
         assert self._loop is not None
@@ -520,14 +719,17 @@ class VllmBackend(Backend):
         endpoint = self.endpoint
         assert endpoint is not None
         try:
-            response = await self._client.get(endpoint.url("/models"))
+            async with within(self.deadline_s), self._client.stream("GET", endpoint.url("/models")) as response:
+                status = response.status_code
+                body, cut = await read_capped(response.aiter_raw())
+        except asyncio.TimeoutError:
+            raise BackendError(f"{endpoint}: GET /v1/models: {past_deadline(self.deadline_s)}") from None
         except httpx.ConnectError as err:
             raise BackendError(f"cannot connect to {endpoint}: {_reason(err)} (is the server running?)") from None
         except httpx.TimeoutException:
             raise BackendError(f"{endpoint} did not answer GET /v1/models within {self.timeout_s:g} s") from None
         except httpx.HTTPError as err:
             raise BackendError(f"{endpoint}: GET /v1/models failed: {_reason(err)}") from None
-        status = response.status_code
         if status in (401, 403):
             if self._api_key:
                 raise BackendError(f"{endpoint} rejected the API key from ${key_env} (HTTP {status})")
@@ -538,12 +740,14 @@ class VllmBackend(Backend):
         if status == 404:
             raise BackendError(f"{endpoint} is not an OpenAI-compatible server: GET /v1/models answered 404")
         if status != 200:
-            reason = error_message(response.content)
+            reason = error_message(body, (self._api_key,) if self._api_key else ())
             raise BackendError(f"{endpoint}: GET /v1/models answered HTTP {status}: {reason}")
+        if cut:
+            raise BackendError(f"{endpoint}: GET /v1/models answered more than {MAX_BODY_BYTES >> 20} MB; not read")
         try:
-            data = response.json()
+            data = json.loads(body)
             entries = [e for e in data["data"] if isinstance(e, dict)]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise BackendError(
                 f"{endpoint} is not an OpenAI-compatible server: GET /v1/models did not return a model list"
             ) from None
@@ -601,14 +805,19 @@ class VllmBackend(Backend):
         """(URL, JSON body) per request, all built before the first request is sent, so sending is all that is left."""
         import httpx
 
-        task = self._loaded_task()
-        assert self.endpoint is not None
-        params = {**task.generate_kwargs, **overrides}
+        self._loaded_task()
+        assert self.endpoint is not None and self.protocol is not None
         if phase == "prefill":
-            params.update(max_new_tokens=1, min_new_tokens=1)
+            params = self.protocol.prefill(overrides)
         elif phase == "warmup":
-            params.update(WARMUP_GENERATE)
+            params = self.protocol.warmup_generate(overrides)
+        else:
+            params = self.protocol.generate(overrides)
         fields = generation_fields(self.kind, params)
+        try:
+            json.dumps(fields)
+        except (TypeError, ValueError) as err:
+            raise BackendError(f"generation parameters {fields!r} cannot be sent as JSON: {err}") from None
         urls: dict[str, Any] = {}
         out = []
         for route, query in inputs:
@@ -621,6 +830,7 @@ class VllmBackend(Backend):
         queue = iter(range(len(bodies)))
         headers = self._request_headers()
         extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), self.timeout_s)}
+        limit = completion_limit(bodies[0][1]) if bodies else None
 
         async def worker() -> None:
             for index in queue:
@@ -628,48 +838,60 @@ class VllmBackend(Backend):
                     break
                 load.sending()
                 url, body = bodies[index]
-                result = await self._request(url, body, headers, extensions)
+                result = await self._request(url, body, headers, extensions, limit)
                 load.finished(index, result)
                 progress(1)
             load.queue_empty()
 
         await asyncio.gather(*(worker() for _ in range(min(load.concurrency, len(bodies)))))
 
-    def _request_headers(self) -> list[tuple[bytes, bytes]]:
+    def _request_headers(self) -> SecretHeaders:
+        """The headers of every request, in a list whose repr masks the key (``pytest -l`` prints the locals)."""
         assert self.endpoint is not None
         host = self.endpoint.base.split("://", 1)[1].split("/", 1)[0]
-        headers = [
-            (b"Host", host.encode("ascii")),
-            (b"Content-Type", b"application/json"),
-            (b"Accept", b"text/event-stream"),
-        ]
+        headers = SecretHeaders(
+            [
+                (b"Host", host.encode("ascii")),
+                (b"Content-Type", b"application/json"),
+                (b"Accept", b"text/event-stream"),
+            ]
+        )
         if self._api_key:
-            headers.append((b"Authorization", f"Bearer {self._api_key}".encode("latin-1")))
+            headers.append((b"Authorization", f"Bearer {self._api_key.reveal()}".encode("latin-1")))
         return headers
 
     async def _request(
-        self, url: Any, body: bytes, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
+        self, url: Any, body: bytes, headers: SecretHeaders, extensions: dict[str, Any], limit: int | None
     ) -> Result:
-        """One request with its retries: the result of the first attempt that worked, or of the last that failed."""
+        """One request with its retries, all within the request's deadline: the result of the first attempt that
+        worked, or of the last that failed, its error fit to keep (the key masked wherever the server repeated it)."""
         started = time.perf_counter()
         retries = 0
-        while True:
-            try:
-                return await self._attempt(url, body, headers, extensions, started, retries)
-            except RequestFailed as failure:
-                if not failure.retry or retries >= RETRIES:
-                    return Result(False, started, time.perf_counter(), retries=retries, error=str(failure))
-            await asyncio.sleep(min(BACKOFF_S * 2**retries, BACKOFF_MAX_S))
-            retries += 1
+        try:
+            async with within(self.deadline_s):
+                while True:
+                    try:
+                        return await self._attempt(url, body, headers, extensions, started, retries, limit)
+                    except RequestFailed as failure:
+                        if not failure.retry or retries >= RETRIES:
+                            return self._failed(started, retries, str(failure))
+                    await asyncio.sleep(min(BACKOFF_S * 2**retries, BACKOFF_MAX_S))
+                    retries += 1
+        except asyncio.TimeoutError:
+            return self._failed(started, retries, past_deadline(self.deadline_s))
+
+    def _failed(self, started: float, retries: int, error: str) -> Result:
+        return Result(False, started, time.perf_counter(), retries=retries, error=self._shown(error))
 
     async def _attempt(
         self,
         url: Any,
         body: bytes,
-        headers: list[tuple[bytes, bytes]],
+        headers: SecretHeaders,
         extensions: dict[str, Any],
         started: float,
         retries: int,
+        limit: int | None,
     ) -> Result:
         """One streamed POST read to its end; whatever goes wrong becomes RequestFailed, saying if a retry may help."""
         import httpx
@@ -679,17 +901,18 @@ class VllmBackend(Backend):
         request = httpx.Request(
             "POST", url, headers=[*headers, length], stream=httpx.ByteStream(body), extensions=extensions
         )
-        stream = StreamReader()
+        stream = StreamReader((self._api_key,) if self._api_key else ())
         clock = time.perf_counter
         try:
             response = await self._transport.handle_async_request(request)
             try:
-                if response.status_code != 200:
-                    reason = error_message(await response.aread())
-                    status = response.status_code
-                    raise RequestFailed(f"HTTP {status}: {reason}", status >= 500 or status in RETRY_STATUSES)
                 pieces = response.stream  # the transport's own stream: no decoding layers (nothing is encoded)
                 assert isinstance(pieces, httpx.AsyncByteStream)
+                if response.status_code != 200:
+                    text, _ = await read_capped(pieces)
+                    reason = error_message(text, stream.secrets)
+                    status = response.status_code
+                    raise RequestFailed(f"HTTP {status}: {reason}", status >= 500 or status in RETRY_STATUSES)
                 async for piece in pieces:
                     stream.feed(piece, clock())
             finally:
@@ -702,14 +925,14 @@ class VllmBackend(Backend):
             raise RequestFailed(f"the server reported an error mid-stream: {stream.error}", True)
         if stream.usage is None and stream.first_token is None:
             raise RequestFailed("the answer held no streamed completion (no usage, no token)", False)
-        return _result(stream, started, clock(), retries)
+        return _result(stream, started, clock(), retries, limit)
 
     def _phase_work(self, load: Load, wall_s: float, bodies: list[tuple[Any, bytes]]) -> PhaseWork:
         details = phase_details(load, wall_s)
         details.update(
             endpoint=str(self.endpoint),
             server=self.kind,
-            served_model=self.served_model,
+            served_model=self._shown(self.served_model),
             request_fields=_request_fields(bodies),
         )
         if details["failed"] > load.allowed_failures:
@@ -721,6 +944,8 @@ class VllmBackend(Backend):
         if loop is None or loop.is_closed():
             return
         tasks = asyncio.all_tasks(loop)
+        if not tasks:  # gather() of nothing would make its future on another loop, and fail over the real error
+            return
         for task in tasks:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
@@ -742,17 +967,107 @@ def _reason(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _result(stream: StreamReader, started: float, ended: float, retries: int) -> Result:
-    usage = stream.usage or {}
-    completion = usage.get("completion_tokens")
-    from_usage = isinstance(completion, int)
+async def read_capped(pieces: AsyncIterable[bytes]) -> tuple[bytes, bool]:
+    """A body read up to ``MAX_BODY_BYTES`` and no further (True when there was more)."""
+    parts: list[bytes] = []
+    size = 0
+    async for piece in pieces:
+        parts.append(piece[: MAX_BODY_BYTES - size])
+        size += len(piece)
+        if size > MAX_BODY_BYTES:
+            return b"".join(parts), True
+    return b"".join(parts), False
+
+
+@contextlib.asynccontextmanager
+async def _within_py310(seconds: float) -> AsyncIterator[None]:
+    """``asyncio.timeout`` for Python 3.10: cancel the task when time is up, and say so as asyncio.TimeoutError."""
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(seconds, fire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if fired:
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+
+
+# the whole of a request, retries and all, within a deadline: a timer per request, no task (3.11's asyncio.timeout)
+within: Callable[[float], AbstractAsyncContextManager[Any]] = getattr(asyncio, "timeout", _within_py310)
+
+
+def past_deadline(deadline_s: float) -> str:
+    return (
+        f"no complete answer within {deadline_s:g} s, the deadline of a request, retries included ({DEADLINE_FACTOR} x "
+        "--vllm-timeout): the server kept it open without finishing it"
+    )
+
+
+def completion_limit(body: bytes) -> int | None:
+    """The most completion tokens a server may report for a request: ``max_tokens`` x ``n`` and a margin; None when
+    the body asks for no bound (a test's own override replaced max_tokens)."""
+    fields = json.loads(body)
+    asked, sequences = fields.get("max_tokens"), fields.get("n", 1)
+    if not _is_count(asked) or not _is_count(sequences):
+        return None
+    total = int(asked) * int(sequences)
+    return total + max(TOKEN_MARGIN, total // 10)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _brief(value: Any) -> str:
+    """A value from the server, short: scalars as they are (cut), anything else by its type."""
+    if isinstance(value, (str, int, float, bool)):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:39] + "…"
+    return f"a {type(value).__name__}"
+
+
+def _count_or_none(value: Any) -> int | None:
+    return value if _is_count(value) else None
+
+
+def _result(stream: StreamReader, started: float, ended: float, retries: int, limit: int | None = None) -> Result:
+    """The request's result; RequestFailed when the server's counts cannot be true (negative, not whole numbers, or
+    more completion tokens than were asked for), since every per-token figure would inherit them."""
+    usage = stream.usage
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise RequestFailed(f"the server's usage is not an object but {_brief(usage)}", False)
+    completion, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+    for name, value in (("completion_tokens", completion), ("prompt_tokens", prompt)):
+        if value is not None and not _is_count(value):
+            raise RequestFailed(f"the server reported {name} {_brief(value)}: not a whole number >= 0", False)
+    from_usage = completion is not None
+    counted = int(completion) if completion is not None else stream.chunks
+    if limit is not None and counted > limit:
+        what = "completion tokens" if from_usage else "streamed pieces of text"
+        raise RequestFailed(
+            f"the server reported {_brief(counted)} {what} for a request of at most {limit} (max_tokens x n, and a "
+            "margin)",
+            False,
+        )
     return Result(
         ok=True,
         started=started,
         ended=ended,
         first_token=stream.first_token,
-        prompt_tokens=usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
-        completion_tokens=completion if from_usage else stream.chunks,
+        prompt_tokens=prompt,
+        completion_tokens=counted,
         from_usage=from_usage,
         retries=retries,
     )

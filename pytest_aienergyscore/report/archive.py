@@ -7,33 +7,82 @@ The manifest (``MANIFEST.sha256``, ``sha256sum`` format) lists every other file 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import zipfile
-import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import WriteFailed, discard, temporary
+from .safe_zip import (
+    DEFAULT_LIMITS,
+    DamagedMember,
+    Limits,
+    UnsafeArchive,
+    checked_members,
+    open_archive,
+    read_small,
+    sha256_member,
+)
+
 MANIFEST = "MANIFEST.sha256"
+STORED_SUFFIXES = (".png", ".zip", ".gz", ".jpg")  # compressed already
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_archive(folder: Path, destination: Path | None = None) -> Path:
-    """Zip ``folder`` as ``<folder>.zip`` with its files under ``<folder name>/`` and a manifest beside them."""
+def build_archive(folder: Path, destination: Path | None = None, files: Mapping[str, bytes] | None = None) -> Path:
+    """Zip ``folder`` as ``<folder>.zip`` with its files under ``<folder name>/`` and a manifest beside them.
+
+    ``files`` (name -> bytes, as just written into the folder) spares reading them back. The zip is built under a
+    temporary name and renamed once whole. Pictures are stored as they are (PNG is compressed already: deflating
+    it again costs time and saves nothing); the rest is deflated.
+    """
     destination = destination or folder.with_name(folder.name + ".zip")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    contents = dict(files) if files is not None else _read_folder(folder)
+    contents.pop(MANIFEST, None)
     lines = []
-    tmp = destination.with_name(destination.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in files:
-            arcname = f"{folder.name}/{path.relative_to(folder).as_posix()}"
-            data = path.read_bytes()
-            lines.append(f"{sha256_bytes(data)}  {arcname}\n")
-            zf.writestr(arcname, data)
-        zf.writestr(f"{folder.name}/{MANIFEST}", "".join(lines))
-    tmp.replace(destination)
+    tmp = temporary(destination)
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for name in sorted(contents):
+                arcname = f"{folder.name}/{name}"
+                data = contents[name]
+                lines.append(f"{sha256_bytes(data)}  {arcname}\n")
+                zf.writestr(_member(arcname, folder / name), data)
+            zf.writestr(_member(f"{folder.name}/{MANIFEST}", folder), "".join(lines))
+        os.replace(tmp, destination)
+    except BaseException as err:
+        discard(tmp)
+        if isinstance(err, OSError):
+            raise WriteFailed(destination, err) from None
+        raise
     return destination
+
+
+def ensure_archive(folder: Path, files: Mapping[str, bytes] | None = None) -> Path:
+    """The folder's archive: the one already there (an archive only ever appears whole), else built now."""
+    archive = folder.with_name(folder.name + ".zip")
+    return archive if archive.is_file() else build_archive(folder, archive, files)
+
+
+def _read_folder(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _member(arcname: str, source: Path) -> zipfile.ZipInfo:
+    """A zip entry dated like its file (so the same folder zips to the same bytes), deflated unless a picture."""
+    try:
+        stamp = time.localtime(source.stat().st_mtime)[:6]
+    except OSError:
+        stamp = time.localtime()[:6]
+    info = zipfile.ZipInfo(arcname, date_time=max(stamp, (1980, 1, 1, 0, 0, 0)))
+    info.compress_type = zipfile.ZIP_STORED if arcname.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
 
 
 @dataclass
@@ -62,48 +111,57 @@ class Verification:
         return out
 
 
-def _read_member(zf: zipfile.ZipFile, name: str) -> bytes | None:
-    """A member's bytes, or None when its stored data is damaged (bad CRC or undecodable)."""
-    try:
-        return zf.read(name)
-    except (zipfile.BadZipFile, zlib.error, EOFError):
-        return None
+MANIFEST_LIMIT = 64 << 20  # a manifest line per file: far more than any run folder needs
 
 
-def verify_archive(archive: Path) -> Verification:
+def verify_archive(archive: Path, limits: Limits = DEFAULT_LIMITS) -> Verification:
+    """Check an archive, perhaps received from someone else, against its manifest: every member streamed through
+    SHA-256 (never read whole), after the whole archive passed :mod:`.safe_zip`'s checks (sizes, inflation ratio,
+    duplicate or climbing names, links, encryption); what is refused is the one-line ``error``."""
     result = Verification(archive)
     try:
-        zf = zipfile.ZipFile(archive)
-    except FileNotFoundError:
-        result.error = "no such file"
-        return result
-    except (zipfile.BadZipFile, OSError) as err:
-        result.error = f"not a readable zip archive ({err})"
-        return result
-    with zf:
-        names = [n for n in zf.namelist() if not n.endswith("/")]
-        manifests = [n for n in names if n.rsplit("/", 1)[-1] == MANIFEST]
-        if len(manifests) != 1:
-            result.error = f"expected one {MANIFEST} in the archive, found {len(manifests)}"
-            return result
-        raw = _read_member(zf, manifests[0])
-        if raw is None:
-            result.changed.append(manifests[0])
-            return result
-        expected: dict[str, str] = {}
-        for line in raw.decode("utf-8", "replace").splitlines():
-            digest, sep, name = line.partition("  ")
-            if not sep or len(digest) != 64:
-                result.error = f"{manifests[0]} has a malformed line: {line[:80]!r}"
-                return result
-            expected[name] = digest
-        for name, digest in expected.items():
-            if name not in names:
-                result.missing.append(name)
-                continue
-            data = _read_member(zf, name)
-            result.checked += 1
-            if data is None or sha256_bytes(data) != digest:
-                result.changed.append(name)
-        result.unlisted = [n for n in names if n not in expected and n != manifests[0]]
+        with open_archive(archive) as zf:
+            _verify_members(zf, checked_members(zf, limits), result)
+    except UnsafeArchive as err:
+        result.error = str(err)
     return result
+
+
+def _verify_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], result: Verification) -> None:
+    by_name = {info.filename: info for info in members}
+    manifests = [name for name in by_name if name.rsplit("/", 1)[-1] == MANIFEST]
+    if len(manifests) != 1:
+        result.error = f"expected one {MANIFEST} in the archive, found {len(manifests)}"
+        return
+    try:
+        raw = read_small(zf, by_name[manifests[0]], MANIFEST_LIMIT)
+    except DamagedMember:
+        result.changed.append(manifests[0])
+        return
+    expected = _manifest_lines(manifests[0], raw)
+    for name, digest in expected.items():
+        info = by_name.get(name)
+        if info is None:
+            result.missing.append(name)
+            continue
+        result.checked += 1
+        try:
+            if sha256_member(zf, info) != digest:
+                result.changed.append(name)
+        except DamagedMember:
+            result.changed.append(name)
+    result.unlisted = [name for name in by_name if name not in expected and name != manifests[0]]
+
+
+def _manifest_lines(manifest: str, raw: bytes) -> dict[str, str]:
+    """``digest  name`` per line: 64 hex digits, a printable name, each name once; UnsafeArchive otherwise."""
+    expected: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        digest, sep, name = line.partition("  ")
+        printable = name and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        if not sep or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest) or not printable:
+            raise UnsafeArchive(f"{manifest} has a malformed line: {line[:80]!r}")
+        if name in expected:
+            raise UnsafeArchive(f"{manifest} lists {name!r} twice")
+        expected[name] = digest
+    return expected

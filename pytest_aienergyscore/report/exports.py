@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..environment import plugin_version
 from ..records import Record
+from .atomic import WriteFailed, write_text
 from .comparability import not_comparable_reasons
+from .table import HEADERS as TABLE_HEADERS
+from .table import NESTED_NOTE
 from .table import rows as table_rows
 
 if TYPE_CHECKING:
@@ -41,12 +44,13 @@ BMF_TOTAL = "energy-wh"
 
 
 def headline(record: Record) -> tuple[float, str, list[float]]:
-    """(figure, unit, per-repetition figures): Wh per 1,000 queries when queries are known, else total Wh."""
+    """(figure, unit, per-repetition figures): Wh per 1,000 queries when queries are known and the benchmark ran to
+    its end, else total Wh."""
     from ..gate import repetition_totals_wh
 
     totals = repetition_totals_wh(record)
     queries = record.query_count()
-    if queries:
+    if queries and not record.partial_work():  # partial work per query would read as a cheap whole workload
         return record.total_wh() / queries * 1000.0, UNIT_PER_1K, [t / queries * 1000.0 for t in totals]
     return record.total_wh(), UNIT_TOTAL, totals
 
@@ -206,9 +210,11 @@ def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title:
     """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
     lines = [f"## AI Energy Score: {title}", ""]
     body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
-    lines += _md_table(("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "notes"), body, {3, 4})
+    lines += _md_table(TABLE_HEADERS, body, {3, 4})
     if any(r.energy_kind() == "estimate" for r in records):
         lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
+    if any(p.parent for r in records for p in r.phases):
+        lines += ["", f"_{NESTED_NOTE}_"]
     if gate is not None:
         from ..gate import VERDICT_HEADERS, verdict_rows
 
@@ -257,9 +263,12 @@ def benchmark_extra_info(record: Record, rounds: int | None) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
+    """Whole or not at all (see :mod:`.atomic`): a dashboard never reads half an export."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteFailed(path, err) from None
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_ci_exports(

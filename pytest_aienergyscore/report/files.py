@@ -3,18 +3,31 @@
 ``GPU_ENERGY_WH.txt`` and the first keys of ``GPU_ENERGY_SUMMARY.json`` keep AI Energy Score's names and rounding
 exactly; everything we add sits beside them under new keys, so their tools keep working and ours say more:
 which device the energy is of, which meter produced it, whether it is an estimate, and why it is not comparable.
+
+:func:`write_session_files` is the one writer of a session's files, at the session's end and for
+``aienergyscore report``: every file and folder appears whole or not at all, a record whose folder is there already
+is not written again, and a file that cannot be written is one line, never a lost session.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..records import Record
+from ..energy import JOULES_PER_WH
+from ..meters.gpu_state import idle_watts
+from ..records import Phase, Record, combine, record_sha256
+from .archive import MANIFEST, ensure_archive
+from .atomic import WriteFailed, discard, is_temporary, json_bytes, remove_stale, temporary, write_if_changed
 from .comparability import not_comparable_reasons
-from .paths import run_folder_name, safe_part, unique_child
+from .label import LABEL_FILE, label_png
+from .paths import run_folder_name, safe_part
 from .rating import rules_summary
 
 ENERGY_TXT = "GPU_ENERGY_WH.txt"
@@ -52,8 +65,8 @@ SUMMARY_COLUMNS = (
 def energy_summary(record: Record) -> dict[str, Any]:
     """GPU_ENERGY_SUMMARY.json: AI Energy Score's keys first (rounded as its summariser does), then ours."""
     device = record.headline_scope()
-    phases = {name: record.phase_wh(name) for name in record.phase_names()}
-    total = sum(phases.values())
+    phases = {name: record.phase_wh(name) for name in record.phase_names()}  # outermost: they make the total
+    total = record.total_wh()
     reasons = not_comparable_reasons(record)
     queries = record.query_count()
     return {
@@ -64,20 +77,24 @@ def energy_summary(record: Record) -> dict[str, Any]:
         "prefill_wh": round(phases.get("prefill", 0.0), 2),
         "decode_wh": round(phases.get("decode", 0.0), 2),
         # our keys, added beside the standard ones
+        "decode_uncertainty_wh": decode_uncertainty_wh(record),
         "total_wh_unrounded": total,
         "phases_wh": phases,
+        "phases": record.phase_breakdown(),  # every phase; inner ones (parent set) are parts of it, not added again
         "device": device,
-        "energy_scope": f"{device} energy only" if device == "gpu" else "CPU energy of the whole benchmark process",
+        "energy_scope": energy_scope(record, device),
+        "gpu_idle_power_w": idle_watts(record.environment.get("gpu_state") or []),  # beside, never subtracted
         "energy_kind": record.energy_kind(),
         "meter": record.meter_name(),
         "meter_reason": record.meter.get("reason"),
         "devices": [d["device"] for d in record.meter.get("devices", ())],
         "queries": queries,
         "wh_per_1000_queries": record.wh_per_1000_queries(),
+        "partial_work": record.partial_work(),  # why there is no per-1,000 figure and no stars, when it is so
         "per_1000_scaled_from": queries if queries not in (None, 1000) else None,
         "repetitions": record.repetitions(),
-        "samples": {p.name: p.samples for p in record.phases if p.repetition == 0},
-        "tokens": {p.name: p.tokens for p in record.phases if p.repetition == 0 and p.tokens is not None},
+        "samples": {name: record.phase_samples(name) for name in phases},
+        "tokens": {name: record.phase_tokens(name) for name in phases if record.phase_tokens(name) is not None},
         "hardware": {
             "gpus": record.environment.get("gpus"),
             "cpu": record.environment.get("cpu"),
@@ -95,50 +112,182 @@ def energy_summary(record: Record) -> dict[str, Any]:
     }
 
 
-def write_run_folder(record: Record, session_dir: Path) -> Path:
-    """Create this record's run folder (never reusing an existing one) and write its files into it."""
-    folder = unique_child(session_dir, run_folder_name(record.task, record.model, record.backend))
+def decode_uncertainty_wh(record: Record) -> float | None:
+    """How far decode_wh may be off from the meters' granularity (in the headline's scope, as decode_wh is), combined
+    over windows and repetitions like the figure itself. None without a decode phase or one that carries none."""
+    scope = record.headline_scope()
+
+    def joules(phase: Phase) -> float | None:
+        by_scope = phase.details.get("uncertainty_by_scope_j")
+        if isinstance(by_scope, dict) and scope in by_scope:
+            return float(by_scope[scope])
+        value = phase.details.get("uncertainty_j")  # records written before the split was given per scope
+        return float(value) if value is not None else None
+
+    combined = combine(record.windows("decode"), joules)
+    return combined / JOULES_PER_WH if combined is not None else None
+
+
+def energy_scope(record: Record, device: str) -> str:
+    """What the headline figure covers, in the words of the meter that produced it: RAPL and the machine-scope
+    estimate count every process on the machine, only the process-scope estimate is this process's."""
+    if device == "gpu":
+        return "gpu energy only"
+    described = (record.meter.get("details") or {}).get("energy_scope")
+    if described and record.meter.get("name") == record.meter_name():
+        return str(described)
+    return f"{device} energy as {record.meter_name()} reports it"
+
+
+# -- writing: run folders, archives, the session summary ---------------------------------------------------------
+
+
+@dataclass
+class RunContent:
+    """Every file of one run folder, as bytes, and the summary they were made from."""
+
+    summary: dict[str, Any]
+    files: dict[str, bytes]
+
+
+def run_content(record: Record, data: dict[str, Any] | None = None) -> RunContent:
+    """The run folder's files in memory: written once into the folder and zipped from the same bytes, so the
+    manifest hashes exactly what was written. ``data``: the record's to_dict(), when the caller has it."""
     summary = energy_summary(record)
-    total = summary["total_wh_unrounded"]
-    (folder / ENERGY_TXT).write_text(f"{total:.2f}\n", encoding="utf-8")
-    _write_json(folder / ENERGY_SUMMARY, summary)
-    report = record.to_dict()
-    report.pop("log", None)
-    report["attachments"] = _write_attachments(folder, record.attachments)
+    report = record.to_dict() if data is None else dict(data)
+    record_hash = record_sha256(record, report)  # before anything is added to the report
+    log = report.pop("log", None) or "(no output was captured for this benchmark)\n"
+    attachments = _attachment_files(record.attachments)
+    report["attachments"] = list(attachments)
     report["summary"] = summary
-    _write_json(folder / REPORT, report)
-    (folder / LOG).write_text(record.log or "(no output was captured for this benchmark)\n", encoding="utf-8")
-    _write_label(folder, summary, report)
-    return folder
+    report["record_sha256"] = record_hash  # which record this folder holds (see RunFolders)
+    files = {
+        ENERGY_TXT: f"{summary['total_wh_unrounded']:.2f}\n".encode(),
+        ENERGY_SUMMARY: json_bytes(summary),
+        REPORT: json_bytes(report),
+        **attachments,
+    }
+    label, problem = _label(summary, report)
+    if label is not None:
+        files[LABEL_FILE] = label
+    else:
+        log += f"\n{LABEL_FILE} not drawn: {problem}\n"
+    files[LOG] = log.encode("utf-8")
+    return RunContent(summary, files)
 
 
-def _write_label(folder: Path, summary: dict[str, Any], report: dict[str, Any]) -> None:
-    """label.png beside the files (so it is in the archive); a label that cannot be drawn is a note in run.log."""
-    from .label import LABEL_FILE, write_label
+def _label(summary: dict[str, Any], report: dict[str, Any]) -> tuple[bytes | None, str | None]:
+    """label.png's bytes (so it is in the archive), or why it could not be drawn, for a note in run.log."""
+    try:
+        return label_png(summary, report), None
+    except ImportError as err:
+        return None, f"Pillow is not installed ({err}); pip install 'pytest-aienergyscore[label]'"
+    except Exception as err:  # a picture must never cost a session its measurements
+        return None, f"{type(err).__name__}: {err}"
 
-    problem = write_label(folder / LABEL_FILE, summary, report)
-    if problem:
-        with (folder / LOG).open("a", encoding="utf-8") as fh:
-            fh.write(f"\n{LABEL_FILE} not drawn: {problem}\n")
 
-
-def _write_attachments(folder: Path, attachments: dict[str, str]) -> list[str]:
+def _attachment_files(attachments: dict[str, str]) -> dict[str, bytes]:
     """A backend's own files (its config, log, meter files) beside ours; a name that would replace one of ours, or
-    that is not filesystem-safe, is made safe and prefixed. Returns the names written, for benchmark_report.json."""
-    ours = {ENERGY_TXT, ENERGY_SUMMARY, REPORT, LOG, "MANIFEST.sha256", "label.png"}
-    written: list[str] = []
+    that is not filesystem-safe, is made safe and prefixed. benchmark_report.json lists the names written."""
+    ours = {ENERGY_TXT, ENERGY_SUMMARY, REPORT, LOG, MANIFEST, LABEL_FILE}
+    written: dict[str, bytes] = {}
     for name, text in attachments.items():
         stem, dot, suffix = name.rpartition(".")
         safe = f"{safe_part(stem, 'attachment')}.{safe_part(suffix, 'txt')}" if dot else safe_part(name, "attachment")
         if safe in ours or safe in written:
             safe = f"attachment-{len(written)}-{safe}"
-        (folder / safe).write_text(text, encoding="utf-8")
-        written.append(safe)
+        written[safe] = text.encode("utf-8")
     return written
 
 
-def summary_row(record: Record, folder: Path | None, archive: Path | None) -> dict[str, Any]:
-    summary = energy_summary(record)
+class RunFolders:
+    """The run folders of one session folder and the record each holds (``record_sha256`` in its
+    benchmark_report.json), so that a record whose folder is already there is not written again: a second
+    ``aienergyscore report``, or one after an interrupted session end, writes only what is missing.
+
+    A folder is filled under a temporary name and renamed once whole, so a folder under its real name is always
+    complete; a zip is built the same way. Names already taken (by a folder, a zip, or an earlier record of this
+    run) get ``-2``, ``-3``..., as before.
+    """
+
+    def __init__(self, session_dir: Path) -> None:
+        self.session_dir = session_dir
+        self._holding: dict[str, Path] | None = None  # record hash -> its folder
+        self._taken: set[str] = set()
+
+    def _scan(self) -> dict[str, Path]:
+        if self._holding is None:
+            self._holding = {}
+            entries = sorted(self.session_dir.iterdir()) if self.session_dir.is_dir() else []
+            for entry in entries:
+                if is_temporary(Path(entry.name)):
+                    continue
+                self._taken.add(entry.name.removesuffix(".zip"))
+                held = _record_held(entry) if entry.is_dir() else None
+                if held is not None:
+                    self._holding.setdefault(held, entry)
+        return self._holding
+
+    def write(self, record: Record) -> tuple[Path, RunContent | None]:
+        """This record's folder, written now unless it was there already (then no content is returned)."""
+        data = record.to_dict()
+        record_hash = record_sha256(record, data)
+        found = self._scan().get(record_hash)
+        if found is not None:
+            return found, None
+        content = run_content(record, data)
+        folder = self.session_dir / self._free_name(run_folder_name(record.task, record.model, record.backend))
+        _publish_folder(folder, content.files)
+        self._scan()[record_hash] = folder
+        return folder, content
+
+    def _free_name(self, name: str) -> str:
+        for n in range(1, 100_000):
+            candidate = name if n == 1 else f"{name}-{n}"
+            path = self.session_dir / candidate
+            if candidate in self._taken or path.exists() or path.with_name(candidate + ".zip").exists():
+                continue
+            self._taken.add(candidate)
+            return candidate
+        raise RuntimeError(f"no free folder name for {name} under {self.session_dir}")
+
+
+def _record_held(folder: Path) -> str | None:
+    try:
+        held = json.loads((folder / REPORT).read_bytes()).get("record_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None  # not a run folder of ours, or one written before folders named their record
+    return held if isinstance(held, str) else None
+
+
+def _publish_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into a temporary folder and rename it to ``folder`` once every file is in."""
+    tmp = temporary(folder)
+    target = folder
+    try:
+        discard(tmp)  # ours (this process's id) and unfinished, if anything
+        tmp.mkdir(parents=True)
+        for name, data in files.items():
+            target = folder / name
+            (tmp / name).write_bytes(data)
+        target = folder
+        os.rename(tmp, folder)
+    except BaseException as err:
+        discard(tmp)
+        if isinstance(err, OSError):
+            raise WriteFailed(target, err) from None
+        raise
+
+
+def write_run_folder(record: Record, session_dir: Path) -> Path:
+    """This record's run folder under ``session_dir``: written whole, or the one already holding it."""
+    return RunFolders(session_dir).write(record)[0]
+
+
+def summary_row(
+    record: Record, folder: Path | None, archive: Path | None, summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    summary = summary or energy_summary(record)
     return {
         "test": record.nodeid,
         "task": record.task,
@@ -165,16 +314,107 @@ def summary_row(record: Record, folder: Path | None, archive: Path | None) -> di
 def write_session_summary(
     session_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any], columns: tuple[str, ...] = SUMMARY_COLUMNS
 ) -> tuple[Path, Path]:
-    """summary.json (meta + rows) and summary.csv (``columns`` of each row; merged summaries add ``host``)."""
+    """summary.json (meta + rows) and summary.csv (``columns`` of each row; merged summaries add ``host``), each
+    written whole, and not at all when it already holds the same."""
     json_path = session_dir / "summary.json"
-    _write_json(json_path, {**meta, "benchmarks": rows})
+    write_if_changed(json_path, json_bytes({**meta, "benchmarks": rows}))
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
     csv_path = session_dir / "summary.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_if_changed(csv_path, buffer.getvalue().encode("utf-8"))
     return json_path, csv_path
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+@dataclass
+class WrittenRun:
+    """One record's files: its folder and archive, or the one-line error that kept them from being written."""
+
+    record: Record
+    folder: Path | None
+    archive: Path | None
+    error: str | None = None
+
+
+@dataclass
+class SessionFiles:
+    """What writing a session's files did; ``errors`` are one line each, for the end-of-session table."""
+
+    session_dir: Path | None
+    runs: list[WrittenRun] = field(default_factory=list)
+    summary_json: Path | None = None
+    summary_csv: Path | None = None
+    plot: Path | None = None
+    written: int = 0  # run folders written now; the others were there already
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def write_session_files(records: Sequence[Record], session_dir: Path, meta: dict[str, Any]) -> SessionFiles:
+    """The one writer of a session's files, at the session's end and for ``aienergyscore report``: a run folder
+    and archive per record, the summary, the plot. Idempotent (the same records leave the same tree, written
+    once) and resumable (what a killed or interrupted writer left half done is removed and written again).
+
+    Nothing here raises for a file that cannot be written: each becomes one line in ``errors`` and the rest goes
+    on; a Ctrl-C stops the writing, says how far it got and leaves only whole files behind.
+    """
+    result = SessionFiles(session_dir)
+    try:
+        _write_all(records, session_dir, meta, result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        done = sum(run.folder is not None for run in result.runs)
+        result.runs += [WrittenRun(r, None, None, "not written: interrupted") for r in records[len(result.runs) :]]
+        result.errors.append(
+            f"interrupted while writing {session_dir}: {done} of {len(records)} run folders are there; "
+            f"`aienergyscore report {session_dir}` writes the rest"
+        )
+    return result
+
+
+def _write_all(records: Sequence[Record], session_dir: Path, meta: dict[str, Any], result: SessionFiles) -> None:
+    try:
+        session_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        result.errors.append(str(WriteFailed(session_dir, err)))
+        result.runs = [WrittenRun(r, None, None, "not written: no session folder") for r in records]
+        return
+    remove_stale(session_dir)
+    folders = RunFolders(session_dir)
+    rows = [_write_run(folders, record, result) for record in records]
+    if not records:
+        return
+    try:
+        result.summary_json, result.summary_csv = write_session_summary(session_dir, rows, meta)
+    except OSError as err:
+        result.errors.append(str(err))
+    from .plot import write_plot
+
+    try:
+        result.plot, note = write_plot(records, session_dir)
+    except OSError as err:
+        result.errors.append(str(err))
+    else:
+        if note:
+            result.notes.append(note)
+
+
+def _write_run(folders: RunFolders, record: Record, result: SessionFiles) -> dict[str, Any]:
+    """One record's folder and archive; a failure is an error line naming the file, and the summary row stays."""
+    folder: Path | None = None
+    archive: Path | None = None
+    summary = None
+    try:
+        folder, content = folders.write(record)
+        if content is not None:
+            result.written += 1
+            summary = content.summary
+        archive = ensure_archive(folder, content.files if content is not None else None)
+        result.runs.append(WrittenRun(record, folder, archive))
+    except Exception as err:  # one unwritable run must not cost the others their files, nor the table
+        reason = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+        result.runs.append(WrittenRun(record, folder, archive, reason))
+        result.errors.append(f"could not write the files of {record.nodeid}: {reason}")
+    return summary_row(record, folder, archive, summary)

@@ -1,9 +1,10 @@
 """One picture per session: this session's models among the published models of each task benchmarked.
 
 A panel per leaderboard task (per task and model class for text generation and reasoning, whose stars are binned per
-class): the published models as grey dots, this session's results as coloured diamonds, Wh per 1,000 queries on a log
-axis (the published energies span three orders of magnitude), and the five star bands shaded behind them so that a
-reader sees at once which band a result falls in. Results that are not comparable are drawn hollow.
+class): the published models as grey dots, this session's results as coloured diamonds (a row per model), Wh per
+1,000 queries on a log axis (the published energies span three orders of magnitude), and the five star bands shaded
+behind them so that a reader sees at once which band a result falls in. Results that are not comparable are drawn
+hollow.
 
 matplotlib is imported only when the picture is drawn, through its object API (no pyplot), so that a user's own
 plotting state is never touched.
@@ -11,6 +12,7 @@ plotting state is never touched.
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +21,13 @@ from typing import Any
 
 from ..records import Record
 from . import score
+from .atomic import write_if_changed
 from .comparability import not_comparable_reasons
 from .rating import leaderboard_task
 
 PLOT_FILE = "energy_plot.png"
 EXTRA = "pytest-aienergyscore[label]"
+MAX_ROWS = 24  # rows of this session's results in one panel
 BAND_COLOURS = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027")  # 5 stars ... 1 star
 
 
@@ -82,7 +86,21 @@ def _limits(panel: Panel) -> tuple[float, float]:
     return min(values) / 2.0, max(values) * 2.0
 
 
-def _draw_panel(ax: Any, panel: Panel) -> None:
+def session_rows(panel: Panel) -> list[tuple[str, list[tuple[float, bool]]]]:
+    """This session's points by model, one row each (a model run several ways shows its results side by side), at
+    most MAX_ROWS: the models beyond share a last row, so that a session of hundreds of benchmarks still draws a
+    picture one can read (and draws it in a second, not in minutes)."""
+    rows: dict[str, list[tuple[float, bool]]] = {}
+    for name, value, comparable in panel.ours:
+        rows.setdefault(name, []).append((value, comparable))
+    named = list(rows.items())
+    if len(named) <= MAX_ROWS:
+        return named
+    rest = named[MAX_ROWS - 1 :]
+    return [*named[: MAX_ROWS - 1], (f"{len(rest)} more models", [p for _, points in rest for p in points])]
+
+
+def _draw_panel(ax: Any, panel: Panel, rows: list[tuple[str, list[tuple[float, bool]]]]) -> None:
     low, high = _limits(panel)
     ax.set_xscale("log")
     ax.set_xlim(low, high)
@@ -94,42 +112,63 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
             ax.text(centre, 1.02, f"{stars}★", transform=ax.get_xaxis_transform(), ha="center", va="bottom", size=8)
     ys = [0.0] * len(panel.published)
     ax.scatter([v for _, v in panel.published], ys, s=22, color="#6b7280", alpha=0.8, label="published", zorder=3)
-    for index, (name, value, comparable) in enumerate(panel.ours, start=1):
-        face = "#2563eb" if comparable else "white"
-        ax.scatter([value], [index], s=70, marker="D", facecolor=face, edgecolor="#2563eb", linewidth=1.6, zorder=4)
-        ax.annotate(name, (value, index), xytext=(7, 0), textcoords="offset points", va="center", size=8)
-    names = [f"published ({len(panel.published)})", *["this session"] * len(panel.ours)]
-    ax.set_yticks(range(len(panel.ours) + 1), names)
-    ax.set_ylim(-0.8, len(panel.ours) + 0.8)
+    for index, (_, points) in enumerate(rows, start=1):
+        for comparable in (True, False):
+            values = [value for value, ok in points if ok is comparable]
+            if values:
+                face = "#2563eb" if comparable else "white"
+                ax.scatter(
+                    values, [index] * len(values), s=70, marker="D", facecolor=face, edgecolor="#2563eb",
+                    linewidth=1.6, zorder=4,
+                )  # fmt: skip
+    ax.set_yticks(range(len(rows) + 1), [f"published ({len(panel.published)})", *(name for name, _ in rows)])
+    ax.set_ylim(-0.8, len(rows) + 0.8)
     ax.set_title(panel.title, loc="left", size=10, pad=14)
     ax.grid(axis="x", which="both", color="#d1d5db", linewidth=0.5, alpha=0.6)
 
 
-def draw_plot(records: Sequence[Record], path: Path) -> Path | None:
-    """Write the session plot to ``path``; None when no record has a task with published results."""
+def plot_png(records: Sequence[Record]) -> bytes | None:
+    """The session plot as PNG bytes; None when no record has a task with published results."""
     found = panels(records)
     if not found:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    heights = [1.4 + 0.35 * len(p.ours) for p in found]
+    rows = [session_rows(panel) for panel in found]
+    heights = [1.4 + 0.35 * len(r) for r in rows]
     figure = Figure(figsize=(9, sum(heights) + 0.9), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(found), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, panel in zip(axes, found, strict=True):
-        _draw_panel(ax, panel)
+    for ax, panel, panel_rows in zip(axes, found, rows, strict=True):
+        _draw_panel(ax, panel, panel_rows)
     axes[-1].set_xlabel("GPU energy, Wh per 1,000 queries (log scale); hollow: not comparable with the leaderboard")
     figure.suptitle("This session against the AI Energy Score leaderboard", size=12)
-    figure.savefig(path, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def draw_plot(records: Sequence[Record], path: Path) -> Path | None:
+    """Write the session plot to ``path`` (whole, and only when it changed); None when there is nothing to draw."""
+    data = plot_png(records)
+    if data is None:
+        return None
+    write_if_changed(path, data)
     return path
 
 
 def write_plot(records: Sequence[Record], session_dir: Path) -> tuple[Path | None, str | None]:
-    """(plot path or None, note): a plot that cannot be drawn is a note, never a failed session."""
+    """(plot path or None, note): a plot that cannot be drawn is a note, never a failed session; a plot that cannot
+    be written raises WriteFailed, as every other result file does."""
     try:
-        return draw_plot(records, session_dir / PLOT_FILE), None
+        data = plot_png(records)
     except ImportError as err:
         return None, f"{PLOT_FILE} not drawn: matplotlib is not installed ({err}); pip install '{EXTRA}'"
     except Exception as err:  # a picture must never cost a session its results
         return None, f"{PLOT_FILE} not drawn: {type(err).__name__}: {err}"
+    if data is None:
+        return None, None
+    path = session_dir / PLOT_FILE
+    write_if_changed(path, data)
+    return path, None

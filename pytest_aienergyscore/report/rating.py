@@ -52,6 +52,9 @@ def rate(record: Record, reasons: list[str] | None = None) -> Rating:
     task = leaderboard_task(record.task)
     if task is None:
         return Rating(None, indicative, f"task {record.task!r} is not on the leaderboard")
+    partial = record.partial_work()
+    if partial:  # stars from part of the work would rate a workload that never ran
+        return Rating(None, indicative, partial, task)
     model_class = record.model_class.upper() if record.model_class else None
     if task in score.CLASSED_TASKS and model_class not in score.MODEL_CLASSES:
         return Rating(None, indicative, "model class unknown (--energy-model-class)", task)
