@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from .servers import LoopbackServer
 
 
 @dataclass
@@ -72,45 +73,15 @@ async def good_models(request: Request, writer: Writer) -> None:
 
 
 @dataclass
-class HostileServer:
+class HostileServer(LoopbackServer):
     """``models`` answers GET /v1/models, ``post`` every POST; ``seen`` holds every request read."""
 
     models: Handler = good_models
     post: Handler = good_completion
     seen: list[Request] = field(default_factory=list)
-    port: int = 0
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-server", daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> HostileServer:
-        self._thread.start()
-        started = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
-        self._server = started.result(timeout=10)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection still served (a ping loop runs on), then end the thread."""
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._init_loop("hostile-server")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         try:

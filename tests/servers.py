@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM_ENV_STAMP = ".aienergyscore-vllm-ok"
@@ -240,37 +241,31 @@ def import_generation_stack(model: Path) -> None:
 FAULTS = ("pass", "drop", "503", "stall", "cut")
 
 
-class FaultProxy:
-    """Between the client and a real server, on 127.0.0.1: GET requests always pass; each POST takes the next mode
-    from ``plan`` (then ``default``):
+class LoopbackServer:
+    """An asyncio server on 127.0.0.1 in a thread of its own, for tests that need a misbehaving HTTP peer.
 
-    - ``pass``: forwarded, the answer relayed whole;
-    - ``drop``: the connection is closed without an answer;
-    - ``503``: answered ``503 Service Unavailable`` by the proxy (the connection stays open);
-    - ``stall``: nothing is answered for ``stall_s`` seconds, then the connection is closed;
-    - ``cut``: forwarded, but the streamed answer is cut after its first event.
-
-    With ``api_key`` set it answers 401 like vLLM does to requests without that bearer key. ``seen`` lists
-    (method, path, mode, authorization header present) for every request.
+    Subclasses call :meth:`_init_loop` in their constructor and implement ``_handle(reader, writer)``.
     """
 
-    def __init__(self, upstream_port: int, stall_s: float = 3.0, api_key: str | None = None) -> None:
-        self.upstream_port = upstream_port
-        self.stall_s = stall_s
-        self.api_key = api_key
-        self.plan: list[str] = []
-        self.default = "pass"
-        self.seen: list[tuple[str, str, str, bool]] = []
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _server: asyncio.AbstractServer | None
+
+    def _init_loop(self, name: str) -> None:
         self.port = 0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FaultProxy:
+    def start(self) -> Self:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
         self._server = future.result(timeout=10)
@@ -292,6 +287,30 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+class FaultProxy(LoopbackServer):
+    """Between the client and a real server, on 127.0.0.1: GET requests always pass; each POST takes the next mode
+    from ``plan`` (then ``default``):
+
+    - ``pass``: forwarded, the answer relayed whole;
+    - ``drop``: the connection is closed without an answer;
+    - ``503``: answered ``503 Service Unavailable`` by the proxy (the connection stays open);
+    - ``stall``: nothing is answered for ``stall_s`` seconds, then the connection is closed;
+    - ``cut``: forwarded, but the streamed answer is cut after its first event.
+
+    With ``api_key`` set it answers 401 like vLLM does to requests without that bearer key. ``seen`` lists
+    (method, path, mode, authorization header present) for every request.
+    """
+
+    def __init__(self, upstream_port: int, stall_s: float = 3.0, api_key: str | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.stall_s = stall_s
+        self.api_key = api_key
+        self.plan: list[str] = []
+        self.default = "pass"
+        self.seen: list[tuple[str, str, str, bool]] = []
+        self._init_loop("fault-proxy")
 
     def posts(self) -> list[str]:
         return [mode for method, _, mode, _ in self.seen if method == "POST"]
