@@ -157,4 +157,4 @@ def test_a_cpu_figure_from_another_meter_is_not_described_by_the_session_meter()
     )
     info = session_meter.info().to_dict()
     record = Record(nodeid="t", backend="optimum", phases=[Phase("call", borrowed, samples=1)], meter=info)
-    assert energy_summary(record)["energy_scope"] == "cpu energy as codecarbon reports it"
+    assert energy_summary(record)["energy_scope"] == "cpu energy of the whole machine, as codecarbon reports it"

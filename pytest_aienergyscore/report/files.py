@@ -136,6 +136,8 @@ def energy_scope(record: Record, device: str) -> str:
     described = (record.meter.get("details") or {}).get("energy_scope")
     if described and record.meter.get("name") == record.meter_name():
         return str(described)
+    if record.meter_name().startswith("codecarbon"):  # optimum-benchmark runs codecarbon in its machine mode
+        return f"{device} energy of the whole machine, as codecarbon reports it"
     return f"{device} energy as {record.meter_name()} reports it"
 
 
