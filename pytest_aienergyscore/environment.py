@@ -12,7 +12,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-LIBRARIES = ("torch", "transformers", "diffusers", "optimum-benchmark", "vllm", "httpx", "nvidia-ml-py", "pytest")
+LIBRARIES = ("torch", "transformers", "diffusers", "optimum-benchmark", "vllm", "aiohttp", "nvidia-ml-py", "pytest")
 
 
 def cpu_model() -> str:

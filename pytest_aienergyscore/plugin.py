@@ -55,7 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "energy(model=None, task=None, model_class=None, **metadata): tag an energy benchmark with what it measures",
+        "energy(model=None, task=None, processor=None, model_class=None, backend=None, queries=None): tag an energy "
+        "benchmark with what it measures (any other keyword is an error)",
     )
     if config.option.help or config.option.version:
         return
@@ -208,6 +209,21 @@ def _captured(report: pytest.TestReport | None) -> str:
     return "\n".join(parts)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A misspelt ``energy`` marker keyword fails the test in one line, before its fixtures: kept silently, it would
+    leave the record without the model or task the author meant to give it."""
+    marker = item.get_closest_marker("energy")
+    if marker is None:
+        return
+    from .recorder import IDENTITY_FIELDS
+
+    unknown = [key for key in marker.kwargs if key not in IDENTITY_FIELDS]
+    if marker.args or unknown:
+        bad = f"unknown keyword {', '.join(unknown)}" if unknown else f"positional argument {marker.args[0]!r}"
+        pytest.fail(f"@pytest.mark.energy: {bad}; allowed keywords: {', '.join(IDENTITY_FIELDS)}", pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -228,7 +244,9 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Runs after pytest's own teardown of remaining fixtures, so interrupted tests' phases are in by now."""
     energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is not None and energy.records:
+    if energy is not None and not energy.records:
+        energy.finish(exitstatus)  # writes nothing; closes a backend loaded by a benchmark that failed before a record
+    elif energy is not None:
         energy.finish(exitstatus)
         _finish_ci(session, energy)
         _exit_status(session, energy)

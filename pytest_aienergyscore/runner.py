@@ -126,7 +126,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     if size.model_class is None or facts.get("server_gpus"):
         apply_model_rules(recorder, request, facts)
     protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
-    if hasattr(backend, "run_protocol"):  # optimum-benchmark meters its own phases: read them, do not meter here
+    recorder.set(output_format=backend.output_format)  # the reports' ``format``: whose figures these are
+    if backend.meters_itself:  # e.g. optimum-benchmark meters its own phases: read them, do not meter here
         _run_own_protocol(recorder, backend, request, facts, protocol)
         return
     samples, info = load_samples(task, request.dataset, request.samples)
@@ -163,8 +164,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     recorder.dataset = info.to_dict()
     recorder.counts.update(samples=len(samples), input_tokens=prepared.input_tokens, truncated=prepared.truncated)
 
-    if recorder.enabled and hasattr(backend, "window_hook"):
-        backend.window_hook = recorder.session.meter  # lets vllm meter its steady-state window inside a phase
+    if recorder.enabled:
+        backend.window_hook = recorder.session.meter  # lets a server backend meter a steady-state window in a phase
     backend.warmup(prepared, request.warmup, request.overrides)
     label = request.model.rsplit("/", 1)[-1]
     for repetition in range(request.repeat):

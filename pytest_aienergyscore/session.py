@@ -65,8 +65,7 @@ class EnergySession:
                     s.meter,
                     s.gpus,
                     s.cpu_watts,
-                    # a local vllm server's CPU work is in another process: count the machine unless told otherwise
-                    "machine" if s.backend == "vllm" and s.source_of("cpu_scope") == "default" else s.cpu_scope,
+                    self._cpu_scope(),
                     dcgm_urls=s.dcgm_urls,
                     dcgm_selector=s.dcgm_gpus,
                     dcgm_max_age_s=s.dcgm_max_age,
@@ -76,6 +75,20 @@ class EnergySession:
                 raise MeterUnavailable(self._meter_error) from None
             self._survey_gpus(self._meter)
         return self._meter
+
+    def _cpu_scope(self) -> str:
+        """--energy-cpu-scope when given; else where the backend's CPU work shows up (a local server's is in another
+        process: the machine). A backend that meters itself does not use our meter for its work: this process."""
+        s = self.settings
+        if s.source_of("cpu_scope") != "default":
+            return s.cpu_scope
+        from .backends import BackendError, backend_class
+
+        try:
+            backend = backend_class(s.backend)
+        except BackendError:
+            return s.cpu_scope  # the benchmark that uses this backend fails on it, in its own words
+        return s.cpu_scope if backend.meters_itself else backend.cpu_scope
 
     def _survey_gpus(self, meter: Meter) -> None:
         """Once, as the meter is made and so before the first benchmark: the metered GPUs' state (other processes,

@@ -14,10 +14,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-BACKENDS = ("optimum", "pytorch", "vllm")
-METERS = ("auto", "nvml", "rapl", "estimate", "dcgm")
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+# Backends are whatever packages register under this entry-point group (ours in pyproject.toml, a team's own in its
+# package). Only the names are read here, from installed metadata; no backend module is imported at start-up.
+BACKEND_ENTRY_POINTS = "pytest_aienergyscore.backends"
+METER_ENTRY_POINTS = "pytest_aienergyscore.meters"
 CPU_SCOPES = ("process", "machine")
 MODEL_CLASSES = ("A", "B", "C")
 
@@ -33,14 +38,44 @@ class SettingsError(ValueError):
         super().__init__(f"{flag}: invalid value {value!r} (from {source}); allowed: {allowed}")
 
 
-def _choice(choices: Sequence[str]) -> Callable[[str], str]:
+def _choice(choices: Sequence[str] | Callable[[], Sequence[str]]) -> Callable[[str], str]:
+    """A parser that accepts one of ``choices`` (or of what the callable returns when a value is parsed)."""
+
     def parse(raw: str) -> str:
+        allowed = choices() if callable(choices) else choices
         value = raw.strip().lower()
-        if value not in choices:
-            raise ValueError(", ".join(choices))
+        if value not in allowed:
+            raise ValueError(", ".join(allowed))
         return value
 
     return parse
+
+
+def registered_entry_points(group: str) -> dict[str, EntryPoint]:
+    """Every entry point of ``group`` by name, first on sys.path winning, read from metadata (nothing is imported).
+
+    Unlike ``importlib.metadata.entry_points``, which keeps one metadata folder per distribution name, this reads
+    every folder: a stale ``*.egg-info`` left in a source checkout (found first when Python runs from there) must not
+    hide the entry points of the installed copy.
+    """
+    from importlib.metadata import distributions
+
+    found: dict[str, EntryPoint] = {}
+    for dist in distributions():
+        for entry in dist.entry_points:
+            if entry.group == group:
+                found.setdefault(entry.name, entry)
+    return found
+
+
+def registered_backends() -> tuple[str, ...]:
+    """The names ``--backend`` accepts: every registered backend, sorted; read when a value is parsed, not before."""
+    return tuple(sorted(registered_entry_points(BACKEND_ENTRY_POINTS)))
+
+
+def registered_meters() -> tuple[str, ...]:
+    """The names ``--energy-meter`` accepts: auto and every registered meter; read when a value is parsed."""
+    return ("auto", *sorted(registered_entry_points(METER_ENTRY_POINTS)))
 
 
 def _positive_float(raw: str) -> float:
@@ -195,11 +230,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "backend",
         "--backend",
         "How benchmarks generate work: optimum (optimum-benchmark's energy_star), pytorch (transformers/diffusers "
-        "in this process) or vllm (an OpenAI-compatible server).",
-        _choice(BACKENDS),
+        "in this process), vllm (an OpenAI-compatible server), or the name of a backend another installed package "
+        "registers under the pytest_aienergyscore.backends entry points.",
+        _choice(registered_backends),
         default="optimum",
         env="BENCHMARK_BACKEND",
-        choices=BACKENDS,
+        metavar="NAME",
     ),
     OptionSpec(
         "energy_vllm_endpoint",
@@ -226,11 +262,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "meter",
         "--energy-meter",
         "Energy meter: auto picks nvml when a GPU is visible, else rapl when readable, else estimate; dcgm "
-        "(never picked by auto) reads remote GPUs from DCGM exporters given with --energy-dcgm-url.",
-        _choice(METERS),
+        "(never picked by auto) reads remote GPUs from DCGM exporters given with --energy-dcgm-url; or the name "
+        "of a meter another installed package registers under the pytest_aienergyscore.meters entry points.",
+        _choice(registered_meters),
         default="auto",
         env="AIENERGYSCORE_METER",
-        choices=METERS,
+        metavar="NAME",
     ),
     OptionSpec(
         "energy_gpus",

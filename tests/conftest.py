@@ -26,7 +26,7 @@ os.environ.setdefault("VLLM_CACHE_ROOT", str(CACHE / "vllm"))
 for _outside_module in (
     "torch",
     "numpy",
-    "httpx",
+    "aiohttp",
     "transformers",
     "datasets",  # registers pyarrow extension types: a second import in one process fails
     "diffusers",

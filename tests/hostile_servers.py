@@ -74,35 +74,43 @@ async def good_models(request: Request, writer: Writer) -> None:
 
 @dataclass
 class HostileServer(LoopbackServer):
-    """``models`` answers GET /v1/models, ``post`` every POST; ``seen`` holds every request read."""
+    """``models`` answers GET /v1/models, ``post`` every POST; ``seen`` holds every request read. With
+    ``keep_alive`` a connection carries request after request (the handlers then write their own heads)."""
 
     models: Handler = good_models
     post: Handler = good_completion
+    keep_alive: bool = False
     seen: list[Request] = field(default_factory=list)
+    open_connections: int = 0  # connections the client has not closed yet
 
     def __post_init__(self) -> None:
         self._init_loop("hostile-server")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: Writer) -> None:
+        self.open_connections += 1
         try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-            lines = raw.decode("latin-1").split("\r\n")
-            method, path = lines[0].split(" ")[:2]
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            request = Request(method, path, headers, body)
-            self.seen.append(request)
-            await (self.models if method == "GET" else self.post)(request, writer)
-            await writer.drain()
+            while True:
+                raw = await reader.readuntil(b"\r\n\r\n")
+                lines = raw.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                request = Request(method, path, headers, body)
+                self.seen.append(request)
+                await (self.models if method == "GET" else self.post)(request, writer)
+                await writer.drain()
+                if not self.keep_alive:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.open_connections -= 1
             writer.close()
 
 
 @contextlib.contextmanager
-def hostile_server(**handlers: Handler) -> Iterator[HostileServer]:
-    server = HostileServer(**handlers).start()  # type: ignore[arg-type]
+def hostile_server(keep_alive: bool = False, **handlers: Handler) -> Iterator[HostileServer]:
+    server = HostileServer(keep_alive=keep_alive, **handlers).start()  # type: ignore[arg-type]
     try:
         yield server
     finally:

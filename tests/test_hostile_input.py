@@ -2,7 +2,8 @@
 traceback.
 
 - the vllm client against a real server on 127.0.0.1 that misbehaves (tests/hostile_servers.py): huge bodies,
-  a ping that never ends, a malformed Content-Length, impossible token counts;
+  a ping that never ends, a malformed or negative Content-Length, ``100 Continue``, chunked framing cut anywhere or
+  growing without end, an answer that is not HTTP, impossible token counts;
 - ``aienergyscore verify`` and ``label`` on archives built to hurt: a zip bomb, a name twice, ``..``, links,
   encryption, compression nobody reads;
 - dataset files, a baseline, a DCGM URL and ``aienergyscore run`` overrides that are wrong;
@@ -29,7 +30,9 @@ from typing import Any
 
 import pytest
 
-from pytest_aienergyscore.backends.vllm import MAX_EVENT_BYTES, RequestFailed, StreamReader, _result
+from pytest_aienergyscore.backends import LoadRequest, PhaseWork
+from pytest_aienergyscore.backends import vllm as vllm_backend
+from pytest_aienergyscore.backends.vllm import MAX_EVENT_BYTES, RequestFailed, StreamReader, VllmBackend, _result
 from pytest_aienergyscore.cli import main as cli_main
 from pytest_aienergyscore.datasets import DatasetError, load_samples
 from pytest_aienergyscore.docker_cli import ARGUMENTS_FILE, build_plan, write_benchmark
@@ -37,9 +40,9 @@ from pytest_aienergyscore.report.archive import MANIFEST, build_archive, verify_
 from pytest_aienergyscore.report.safe_zip import Limits
 from pytest_aienergyscore.tasks import get_task
 
-from .hostile_servers import Request, Writer, answer, completion_events, head, hostile_server
+from .hostile_servers import Request, Writer, answer, completion_events, good_completion, head, hostile_server
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = "".join(json.dumps({"text": f"Prompt number {i}."}) + "\n" for i in range(3))
@@ -174,17 +177,106 @@ def test_the_python_3_10_deadline_times_out_and_lets_other_cancellations_through
     asyncio.run(scenario())
 
 
-async def bad_content_length(request: Request, writer: Writer) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\n")
+def bad_content_length(value: str):
+    async def handler(request: Request, writer: Writer) -> None:
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n".encode())
+
+    return handler
 
 
-def test_a_malformed_content_length_is_one_line_not_an_event_loop_error(wide: pytest.Pytester) -> None:
-    with hostile_server(post=bad_content_length) as server:
+@pytest.mark.parametrize("value", ["12abc", "-5"])
+def test_a_malformed_content_length_is_one_line_not_an_event_loop_error(wide: pytest.Pytester, value: str) -> None:
+    with hostile_server(post=bad_content_length(value)) as server:
         result = run_vllm(project(wide), server.url)
     line = one_line_failure(result)
-    assert "RemoteProtocolError: malformed Content-Length b'12abc'" in line
+    assert "last error: malformed response: Invalid character in Content-Length" in line
+    assert f"Content-Length: {value}" in line  # the bad value, named
     out = "\n".join(result.outlines)
-    assert "different loop" not in out and "event loop" not in out
+    assert "different loop" not in out and "event loop" not in out and "ValueError" not in out
+
+
+# -- the vllm client run directly against a hostile server: the details of one phase ----------------------------------
+def run_direct(url: str, samples: int = 3, tokens: int = 4) -> PhaseWork:
+    """The backend as the runner drives it (load, preprocess, one generate phase), one request at a time."""
+    backend = VllmBackend()
+    options = (("endpoint", url), ("concurrency", 1), ("timeout_s", 5.0))
+    backend.load(LoadRequest("m", None, get_task("text_generation"), "server", False, options))
+    try:
+        prepared = backend.preprocess([{"text": f"Prompt number {i}."} for i in range(samples)])
+        return backend.run("generate", prepared, {"max_new_tokens": tokens, "min_new_tokens": tokens}, lambda n: None)
+    finally:
+        backend.close()
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.01)
+
+
+def keep_alive_answer(request: Request, usage: dict[str, Any] | None = None, text: str = "a") -> bytes:
+    body = completion_events(request, usage=usage, text=text)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_a_negative_content_length_never_leaves_its_connection_to_the_next_request(quick_retries: None) -> None:
+    """Every other answer on a keep-alive connection has ``Content-Length: -5`` followed by a whole second answer (one
+    token). A client that put that connection back in its pool would take the smuggled answer for the next request's:
+    instead every request is retried on a fresh connection and reaches the server, and no count is the smuggled one."""
+    answers = iter(range(1000))
+
+    async def handler(request: Request, writer: Writer) -> None:
+        if next(answers) % 2 == 0:
+            smuggled = keep_alive_answer(request, usage={"prompt_tokens": 3, "completion_tokens": 1}, text="smuggled")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n" + smuggled)
+        else:
+            writer.write(keep_alive_answer(request))
+
+    with hostile_server(post=handler, keep_alive=True) as server:
+        work = run_direct(server.url)
+        posts = [r for r in server.seen if r.method == "POST"]
+    details = work.details
+    assert (details["succeeded"], details["retries"], len(posts)) == (3, 3, 6)
+    assert work.tokens == 3 * 4 and details["token_count_source"] == "server usage"
+
+
+def test_a_100_continue_before_the_answer_is_skipped_not_taken_for_it() -> None:
+    async def handler(request: Request, writer: Writer) -> None:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await good_completion(request, writer)
+
+    with hostile_server(post=handler) as server:
+        work = run_direct(server.url)
+    assert (work.details["succeeded"], work.details["retries"], work.tokens) == (3, 0, 3 * 4)
+
+
+def test_a_chunked_stream_cut_anywhere_with_extensions_and_trailers_is_read_whole() -> None:
+    """A chunk per event, with a chunk extension and a trailer, written 7 bytes at a time: sizes, CRLFs and events
+    all split across reads."""
+
+    async def handler(request: Request, writer: Writer) -> None:
+        events = completion_events(request).split(b"\n\n")[:-1]
+        body = b"".join(b"%x;ext=1\r\n%s\n\n\r\n" % (len(e) + 2, e) for e in events) + b"0\r\nX-Trailer: 1\r\n\r\n"
+        writer.write(head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}))
+        for i in range(0, len(body), 7):
+            writer.write(body[i : i + 7])
+            await writer.drain()
+            await asyncio.sleep(0.0005)
+
+    with hostile_server(post=handler) as server:
+        work = run_direct(server.url)
+    assert (work.details["succeeded"], work.details["retries"], work.tokens) == (3, 0, 3 * 4)
+
+
+def test_an_answer_that_is_not_http_is_one_line_naming_it(quick_retries: None) -> None:
+    async def handler(request: Request, writer: Writer) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    with hostile_server(post=handler) as server:
+        work = run_direct(server.url)
+    [error] = work.details["errors"]
+    assert error.startswith("malformed response: ") and "SSH-2.0-OpenSSH_9.6" in error  # the answer, named
+    assert "\n" not in work.details["error"] and work.details["failed"] == 1
 
 
 def usage_answer(usage: Any):
@@ -300,9 +392,9 @@ def chunked_answer(body: bytes):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"5" * 100_000, "malformed response (a chunk size line or trailers without end)"),
-        (b"FFFFFFFFFF\r\n" + b"z" * 1000, "malformed response (a chunk of 1099511627775 bytes, more than 67108864"),
-        (b"0\r\n" + b"X-Trailer: y" * 10_000, "malformed response (a chunk size line or trailers without end)"),
+        (b"5" * 100_000, "last error: malformed response: Chunk size overflow: b'555"),
+        (b"FFFFFFFFFF\r\n" + b"z" * 1000, "last error: broken response body: Response payload is not completed"),
+        (b"0\r\n" + b"X-Trailer: y" * 10_000, "last error: malformed response: Got more than 8190 bytes when reading"),
     ],
     ids=["endless size line", "a terabyte chunk", "endless trailers"],
 )
@@ -543,6 +635,26 @@ def test_a_bad_dataset_file_fails_the_benchmark_in_one_line(wide: pytest.Pyteste
     with hostile_server() as server:
         result = run_vllm(project(wide, dataset=name), server.url)
     assert expected in one_line_failure(result)
+
+
+async def keep_alive_models(request: Request, writer: Writer) -> None:
+    body = json.dumps({"object": "list", "data": [{"id": "m", "owned_by": "vllm"}]}).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+def test_a_benchmark_failing_before_its_record_still_closes_the_servers_connections(wide: pytest.Pytester) -> None:
+    """The backend was loaded (a keep-alive connection open) when the dataset turned out bad: the end of the session
+    closes it, rather than leaving it to the garbage collector's "Unclosed client session" at exit."""
+    name, write, _ = DATASETS[sorted(DATASETS)[0]]
+    write(wide.path / name)
+    with hostile_server(models=keep_alive_models, keep_alive=True) as server:
+        run_vllm(project(wide, dataset=name), server.url).assert_outcomes(failed=1)
+        deadline = time.monotonic() + 5
+        while server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.seen) == 1 and server.open_connections == 0
 
 
 def test_bad_image_and_audio_values_name_the_row_and_the_file(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "diffusers", "numpy", "pynvml", "httpx", "datasets", "optimum_benchmark", "psutil")
+HEAVY = ("torch", "transformers", "diffusers", "numpy", "pynvml", "aiohttp", "datasets", "optimum_benchmark", "psutil")
 
 
 def test_importing_the_plugin_imports_nothing_heavy() -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from pytest_aienergyscore.backends import BackendError
 from pytest_aienergyscore.backends.optimum import (
+    OptimumBackend,
     ResolvedModel,
     WorkerRun,
     build_request,
@@ -815,6 +816,7 @@ def test_attachments_are_written_beside_the_standard_files(tmp_path: Path) -> No
         "run.log": "y",
     }
     record = Record("t::x", "optimum", model="m", task="text_classification", phases=phases, attachments=attachments)
+    record.metadata["output_format"] = OptimumBackend.output_format  # what the runner records from the backend
     folder = write_run_folder(record, tmp_path)
     assert (folder / "optimum.log").read_text() == "log text\n"
     assert (folder / "prefill_codecarbon.json").read_text() == "{}"

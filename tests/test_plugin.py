@@ -331,3 +331,34 @@ def test_module_runs_as_python_dash_m(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_misspelt_energy_marker_keyword_fails_the_test_in_one_line_naming_it(bench: pytest.Pytester) -> None:
+    bench.makepyfile(
+        test_typo="""
+        import pytest
+
+        @pytest.mark.energy(modle="org/tiny-model", task="text_generation")
+        def test_typo(energy_meter):
+            with energy_meter.measure("decode", samples=1):
+                pass
+
+        @pytest.mark.energy("org/tiny-model")
+        def test_positional(energy_meter):
+            pass
+
+        @pytest.mark.energy(model="org/tiny-model", task="text_generation", model_class="A")
+        def test_right(energy_meter):
+            with energy_meter.measure("decode", samples=1):
+                pass
+        """
+    )
+    result = bench.runpytest("-p", "no:cacheprovider", "-rE")
+    result.assert_outcomes(passed=1, errors=2)
+    out = "\n".join(result.outlines)
+    allowed = "allowed keywords: model, task, processor, model_class, backend, queries"
+    assert f"@pytest.mark.energy: unknown keyword modle; {allowed}" in out
+    assert f"@pytest.mark.energy: positional argument 'org/tiny-model'; {allowed}" in out
+    assert "Traceback" not in out and "pytest_aienergyscore/" not in out
+    (session,) = session_dirs(bench.path)
+    assert [p.name for p in run_folders(session)] == ["text_generation__org--tiny-model__custom"]

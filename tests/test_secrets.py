@@ -14,13 +14,13 @@ from urllib.parse import quote
 import pytest
 from _pytest._io.saferepr import saferepr
 
-from pytest_aienergyscore.backends.secret import MASK, Secret, SecretHeaders, redact
+from pytest_aienergyscore.backends.secret import MASK, Secret, redact
 from pytest_aienergyscore.backends.vllm import StreamReader, error_message
 
 from .hostile_servers import Request, Writer, answer, hostile_server
 from .servers import files_containing
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 KEY = "sk-live/4f9c2e71+b3a8=SECRET-d6e0"  # / + = change when URL-encoded
 PROMPTS = "".join(json.dumps({"text": f"Prompt number {i}."}) + "\n" for i in range(3))
@@ -66,12 +66,6 @@ def test_a_secret_shows_as_stars_wherever_it_is_printed() -> None:
     secret = Secret(KEY)
     assert repr(secret) == str(secret) == f"{secret}" == f"{secret!r}" == MASK
     assert saferepr(secret) == MASK and secret.reveal() == KEY and bool(secret) and not Secret("")
-
-
-def test_request_headers_print_without_the_key_as_pytest_l_shows_locals() -> None:
-    headers = SecretHeaders([(b"Host", b"h"), (b"Authorization", f"Bearer {KEY}".encode())])
-    assert KEY not in saferepr(headers) and KEY not in repr(headers) and KEY not in str(headers)
-    assert b"Bearer " + KEY.encode() in dict(headers).values()  # the transport still sends it
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ import pytest
 
 from pytest_aienergyscore.backends import BackendError, LoadRequest
 from pytest_aienergyscore.backends import vllm as vllm_backend
-from pytest_aienergyscore.backends.lean_http import CHUNKED, _decode_chunks, _parse_head
 from pytest_aienergyscore.backends.vllm import (
     GENERIC,
     TRANSFORMERS,
@@ -56,7 +55,7 @@ from .tiny_models import build_tiny_model
 # needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / ".cache" / "tiny-models" / "text_generation"
@@ -263,32 +262,6 @@ def test_error_event_mid_stream_is_seen() -> None:
     reader = StreamReader()
     reader.feed(_sse([{"error": {"message": "EngineCore died", "code": 500}}, b"[DONE]"]), 1.0)
     assert reader.error == "EngineCore died"
-
-
-def test_chunked_bodies_decode_whatever_arrived() -> None:
-    body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
-    assert _decode_chunks(body) == (b"hello world", b"", True)
-    assert _decode_chunks(body[:18]) == (b"hello", b"6\r", False)  # a chunk not complete yet waits in the buffer
-    assert _decode_chunks(b"0\r\n") == (b"", b"0\r\n", False)  # the last chunk needs its empty line
-    assert _decode_chunks(b"0\r\n\r\n") == (b"", b"", True)
-
-
-@pytest.mark.parametrize(
-    ("head", "framing", "reuse"),
-    [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", 12, True),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", CHUNKED, False),
-        (b"HTTP/1.0 200 OK\r\n\r\n", None, False),  # HTTP/1.0 without keep-alive: body until close
-        (b"HTTP/1.1 204 No Content\r\n\r\n", 0, True),
-    ],
-)
-def test_response_heads_give_framing_and_reuse(head: bytes, framing: int | None, reuse: bool) -> None:
-    import httpx
-
-    status, _, got_framing, keep_alive = _parse_head(head, httpx.Request("GET", "http://127.0.0.1/"))
-    assert (got_framing, keep_alive) == (framing, reuse) and 200 <= status < 300
-    with pytest.raises(httpx.RemoteProtocolError):
-        _parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", httpx.Request("GET", "http://127.0.0.1/"))
 
 
 def test_loopback_is_local_and_a_documentation_address_is_not() -> None:

@@ -25,7 +25,7 @@ from .tiny_models import build_tiny_model
 # needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 pytestmark = pytest.mark.vllm_server
 

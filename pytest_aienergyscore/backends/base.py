@@ -70,11 +70,29 @@ class LoadRequest:
 class Backend(ABC):
     """One way of generating a task's work. Subclasses are created through :func:`..backends.create_backend`."""
 
-    name = "backend"
+    # What the runner and the reports need to know, declared here so that no module outside backends/ has to
+    # recognise a backend by its name. A third-party backend sets these on its class.
+    name = "backend"  # the name it is registered under (--backend NAME), written into every record
     # Where the work's CPU time shows up for the estimate meter: this process, or the whole machine (a server).
     cpu_scope = "process"
+    # True when the backend meters its own phases (optimum-benchmark's codecarbon): it provides ``run_protocol`` and
+    # the runner records what it returns instead of metering around ``run``.
+    meters_itself = False
+    # True when the work runs in a server this process talks to: the load request's device is then "server".
+    remote = False
+    # The ``format`` written into GPU_ENERGY_SUMMARY.json: which tool's figures these are.
+    output_format = "pytest_aienergyscore"
+    # The session's meter, handed over by the runner before warm-up: a backend that meters a window inside a phase
+    # (a server's steady state) uses it; the others ignore it.
+    window_hook: Any = None
     # The protocol the loaded model runs, set by ``load`` (it can depend on the model's type: T5 configs).
     protocol: Protocol | None = None
+
+    @classmethod
+    def options_from(cls, settings: Any) -> tuple[tuple[str, Any], ...]:
+        """What this backend needs from the session's settings, as (name, value) pairs for its load request (they
+        are part of the model cache key, so plain values only: never a secret, only where to find one)."""
+        return ()
 
     @abstractmethod
     def load(self, request: LoadRequest) -> dict[str, Any]:

@@ -176,6 +176,8 @@ class OptimumBackend(Backend):
 
     name = "optimum"
     cpu_scope = "machine"  # codecarbon runs with tracking_mode="machine"
+    meters_itself = True  # codecarbon inside optimum-benchmark meters every phase: see run_protocol
+    output_format = "optimum"  # its figures are optimum-benchmark's, as AI Energy Score's summariser reads them
 
     def __init__(self) -> None:
         self.model: ResolvedModel | None = None

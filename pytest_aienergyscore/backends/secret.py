@@ -40,17 +40,6 @@ class Secret:
         return bool(self._value)
 
 
-class SecretHeaders(list[tuple[bytes, bytes]]):
-    """Request headers that may carry a credential: a list as the transport wants it, whose ``repr`` masks the
-    ``Authorization`` value (the headers are a local of the request frames that ``pytest -l`` prints)."""
-
-    def __repr__(self) -> str:
-        shown = [(name, MASK.encode() if name.lower() == b"authorization" else value) for name, value in self]
-        return f"SecretHeaders({shown!r})"
-
-    __str__ = __repr__
-
-
 def _spellings(secret: str) -> set[str]:
     """The forms a server may echo a value in: as is, JSON-escaped, URL-encoded, or escaped as in a bytes repr."""
     forms = {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), repr(secret.encode())[2:-1]}

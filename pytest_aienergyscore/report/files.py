@@ -72,7 +72,7 @@ def energy_summary(record: Record) -> dict[str, Any]:
     return {
         "units": "Wh",
         "total": round(total, 2),
-        "format": "optimum" if record.backend == "optimum" else "pytest_aienergyscore",
+        "format": record.metadata.get("output_format") or "pytest_aienergyscore",  # declared by the backend
         "preprocess_wh": round(phases.get("preprocess", 0.0), 2),
         "prefill_wh": round(phases.get("prefill", 0.0), 2),
         "decode_wh": round(phases.get("decode", 0.0), 2),
