@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import WriteFailed, discard, temporary
+from .atomic import temporary, writing
 from .safe_zip import (
     DEFAULT_LIMITS,
     DamagedMember,
@@ -46,7 +46,7 @@ def build_archive(folder: Path, destination: Path | None = None, files: Mapping[
     contents.pop(MANIFEST, None)
     lines = []
     tmp = temporary(destination)
-    try:
+    with writing(destination, tmp):
         with zipfile.ZipFile(tmp, "w") as zf:
             for name in sorted(contents):
                 arcname = f"{folder.name}/{name}"
@@ -55,11 +55,6 @@ def build_archive(folder: Path, destination: Path | None = None, files: Mapping[
                 zf.writestr(_member(arcname, folder / name), data)
             zf.writestr(_member(f"{folder.name}/{MANIFEST}", folder), "".join(lines))
         os.replace(tmp, destination)
-    except BaseException as err:
-        discard(tmp)
-        if isinstance(err, OSError):
-            raise WriteFailed(destination, err) from None
-        raise
     return destination
 
 

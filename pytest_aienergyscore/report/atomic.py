@@ -17,6 +17,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +52,37 @@ def is_temporary(path: Path) -> bool:
     return any(_TEMPORARY.match(part) for part in path.parts)
 
 
+@dataclass
+class Writing:
+    """What a block under :func:`writing` is writing now (a folder's writer moves it file by file), for the error."""
+
+    path: Path
+
+
+@contextmanager
+def writing(path: Path, tmp: Path) -> Iterator[Writing]:
+    """Around the writing of ``tmp`` (renamed over ``path`` inside the block): whatever the block raises, the
+    temporary is removed, and an OSError becomes one :class:`WriteFailed` line naming what was being written."""
+    current = Writing(path)
+    try:
+        yield current
+    except BaseException as err:
+        discard(tmp)
+        if isinstance(err, OSError):
+            raise WriteFailed(current.path, err) from None
+        raise
+
+
 def write_bytes(path: Path, data: bytes, durable: bool = False) -> Path:
     """Write ``data`` to ``path`` whole or not at all."""
     tmp = temporary(path)
-    try:
+    with writing(path, tmp):
         with open(tmp, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException as err:
-        discard(tmp)
-        if isinstance(err, OSError):
-            raise WriteFailed(path, err) from None
-        raise
     return path
 
 

@@ -24,7 +24,7 @@ from ..energy import JOULES_PER_WH
 from ..meters.gpu_state import idle_watts
 from ..records import Phase, Record, combine, record_sha256
 from .archive import MANIFEST, ensure_archive
-from .atomic import WriteFailed, discard, is_temporary, json_bytes, remove_stale, temporary, write_if_changed
+from .atomic import WriteFailed, discard, is_temporary, json_bytes, remove_stale, temporary, write_if_changed, writing
 from .comparability import not_comparable_reasons
 from .label import LABEL_FILE, label_png
 from .paths import run_folder_name, safe_part
@@ -265,20 +265,14 @@ def _record_held(folder: Path) -> str | None:
 def _publish_folder(folder: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` into a temporary folder and rename it to ``folder`` once every file is in."""
     tmp = temporary(folder)
-    target = folder
-    try:
+    with writing(folder, tmp) as current:
         discard(tmp)  # ours (this process's id) and unfinished, if anything
         tmp.mkdir(parents=True)
         for name, data in files.items():
-            target = folder / name
+            current.path = folder / name
             (tmp / name).write_bytes(data)
-        target = folder
+        current.path = folder
         os.rename(tmp, folder)
-    except BaseException as err:
-        discard(tmp)
-        if isinstance(err, OSError):
-            raise WriteFailed(target, err) from None
-        raise
 
 
 def write_run_folder(record: Record, session_dir: Path) -> Path:
