@@ -304,8 +304,7 @@ def resolve_model(request: LoadRequest) -> ResolvedModel:
     config = _read_json(folder / "config.json")
     architectures = tuple(str(a) for a in config.get("architectures") or ())
     model_type = config.get("model_type")
-    if request.protocol(str(model_type) if model_type else None).variant != "t5":  # as the pytorch backend: a T5
-        check_architecture(request.task, request.model, path)  # config runs a seq2seq model on another task
+    check_architecture(request.protocol(str(model_type) if model_type else None), request.model, path)
     return ResolvedModel(path, processor, "transformers", str(model_type) if model_type else None, architectures)
 
 

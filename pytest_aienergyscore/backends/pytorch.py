@@ -111,9 +111,12 @@ def _config_architectures(path: str) -> list[str]:
         return []
 
 
-def check_architecture(task: TaskSpec, model: str, path: str) -> None:
-    """Refuse a model that is not for the task, before loading it with a randomly initialised head."""
-    names = ARCHITECTURE_MAPPINGS.get(task.name)
+def check_architecture(protocol: Protocol, model: str, path: str) -> None:
+    """Refuse a model that is not for the protocol's work, before loading it with a randomly initialised head: the
+    task's architectures, or a seq2seq one where the protocol is text2text generation (the T5 configs)."""
+    task = protocol.task
+    text2text = protocol.optimum_task == "text2text-generation"
+    names = ARCHITECTURE_MAPPINGS["summarization"] if text2text else ARCHITECTURE_MAPPINGS.get(task)
     architectures = _config_architectures(path)
     if not names or not architectures:
         return
@@ -125,8 +128,8 @@ def check_architecture(task: TaskSpec, model: str, path: str) -> None:
             allowed.update(value if isinstance(value, (tuple, list)) else (value,))
     if not allowed.intersection(architectures):
         raise BackendError(
-            f"model {model!r} ({', '.join(architectures)}) is not a {task.name} model; "
-            f"{task.name} needs an architecture such as {sorted(allowed)[0]}"
+            f"model {model!r} ({', '.join(architectures)}) is not a {task} model; "
+            f"{task} needs an architecture such as {sorted(allowed)[0]}"
         )
 
 
@@ -153,8 +156,7 @@ class PytorchBackend(Backend):
         model_type = local_model_type(path)
         protocol = request.protocol(model_type)
         impl_class = implementation_for(protocol)
-        if protocol.variant != "t5":  # a T5 config runs a seq2seq model on a task whose usual models are others
-            check_architecture(request.task, request.model, path)
+        check_architecture(protocol, request.model, path)
         import torch
 
         torch.manual_seed(SEED)
