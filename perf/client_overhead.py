@@ -23,8 +23,8 @@ import time
 from typing import Any
 
 from pytest_aienergyscore.backends import LoadRequest
-from pytest_aienergyscore.backends.vllm import VllmBackend
-from pytest_aienergyscore.tasks import get_task
+from pytest_aienergyscore.backends.vllm.backend import VllmBackend
+from pytest_aienergyscore.rules.tasks import get_task
 
 CPU_LIMIT_MS = 0.3
 RATE_FLOOR = 1000.0

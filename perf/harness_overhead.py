@@ -32,14 +32,14 @@ def main() -> int:
 
     import torch
 
-    from pytest_aienergyscore.backends.pytorch import PytorchBackend
-    from pytest_aienergyscore.datasets import load_samples
+    from pytest_aienergyscore.backends.pytorch.backend import PytorchBackend
+    from pytest_aienergyscore.config.settings import Settings
     from pytest_aienergyscore.meters.estimate import process_cpu_seconds
-    from pytest_aienergyscore.recorder import EnergyRecorder
-    from pytest_aienergyscore.runner import BackendCache, BenchmarkRequest, run_benchmark
-    from pytest_aienergyscore.session import EnergySession
-    from pytest_aienergyscore.settings import Settings
-    from pytest_aienergyscore.tasks import get_task
+    from pytest_aienergyscore.rules.datasets import load_samples
+    from pytest_aienergyscore.rules.tasks import get_task
+    from pytest_aienergyscore.session.energy_meter import EnergyRecorder
+    from pytest_aienergyscore.session.energy_session import EnergySession
+    from pytest_aienergyscore.session.runner import BackendCache, BenchmarkRequest, run_benchmark
 
     task = get_task("text_generation")
     model = "HuggingFaceTB/SmolLM2-135M-Instruct"

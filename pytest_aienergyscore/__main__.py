@@ -1,5 +1,5 @@
 """``python -m pytest_aienergyscore ...`` runs the ``aienergyscore`` command."""
 
-from .cli import main
+from pytest_aienergyscore.cli.main import main
 
 raise SystemExit(main())

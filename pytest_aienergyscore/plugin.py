@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import OPTIONS, Settings, SettingsError, build_settings
+from pytest_aienergyscore.config.settings import OPTIONS, Settings, SettingsError, build_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .gate import Baseline, GateOutcome
-    from .recorder import EnergyRecorder
-    from .records import Record
-    from .session import EnergySession
+    from pytest_aienergyscore.gate.verdicts import Baseline, GateOutcome
+    from pytest_aienergyscore.records.record import Record
+    from pytest_aienergyscore.session.energy_meter import EnergyRecorder
+    from pytest_aienergyscore.session.energy_session import EnergySession
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -79,7 +79,7 @@ def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -
     wire pytest-xdist when this session is distributed (its module is not even imported otherwise)."""
     settings = energy.settings
     if settings.baseline is not None and not hasattr(config, "workerinput") and not settings.disabled:
-        from .gate import BaselineError, baseline_for_session
+        from pytest_aienergyscore.gate.verdicts import BaselineError, baseline_for_session
 
         try:
             config.stash[BASELINE_KEY] = baseline_for_session(settings.baseline, settings.require_baseline)
@@ -87,7 +87,7 @@ def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -
             raise pytest.UsageError(f"--energy-baseline ({settings.source_of('baseline')}): {err}") from None
     _check_output(config, energy)
     if distributed:
-        from .xdist import register
+        from pytest_aienergyscore.session.xdist import register
 
         register(config, energy)
 
@@ -112,7 +112,7 @@ def _distributed(config: pytest.Config) -> bool:
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker per visible GPU (NVML is asked only now); None lets pytest-xdist count CPUs."""
-    from .xdist import auto_num_workers
+    from pytest_aienergyscore.session.xdist import auto_num_workers
 
     return auto_num_workers(config)
 
@@ -126,7 +126,7 @@ def _session(config: pytest.Config) -> EnergySession:
     """The session's energy state, created on first use."""
     energy = config.stash.get(SESSION_KEY, None)
     if energy is None:
-        from .session import EnergySession
+        from pytest_aienergyscore.session.energy_session import EnergySession
 
         energy = config.stash[SESSION_KEY] = EnergySession(config.stash[SETTINGS_KEY])
     return energy
@@ -151,11 +151,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture
 def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
     """Meter code as named phases of this test: ``with energy_meter.measure("decode", samples=n): ...``."""
-    from .recorder import EnergyRecorder
+    from pytest_aienergyscore.session.energy_meter import EnergyRecorder
 
     energy = _session(request.config)
     if not energy.settings.disabled:
-        from .meters import MeterUnavailable
+        from pytest_aienergyscore.meters import MeterUnavailable
 
         problem = ""
         try:
@@ -178,7 +178,7 @@ def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
 
 def _attach_energy(request: pytest.FixtureRequest, record: Record) -> None:
     """Energy figures as JUnit XML properties, and per round in pytest-benchmark's extra_info when it ran too."""
-    from .report.exports import benchmark_extra_info, junit_properties
+    from pytest_aienergyscore.report.exports import benchmark_extra_info, junit_properties
 
     request.node.user_properties.extend(junit_properties(record))
     benchmark = (getattr(request.node, "funcargs", None) or {}).get("benchmark")
@@ -195,7 +195,7 @@ def energy_star(request: pytest.FixtureRequest, energy_meter: EnergyRecorder) ->
     generation/call parameters (e.g. ``max_new_tokens=4``); ``skip_unavailable=True`` skips, rather than fails,
     when the model cannot be had on this machine. Bad input fails the test in one line.
     """
-    from .star import EnergyStar
+    from pytest_aienergyscore.session.energy_star import EnergyStar
 
     return EnergyStar(_session(request.config), energy_meter)
 
@@ -216,7 +216,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("energy")
     if marker is None:
         return
-    from .recorder import IDENTITY_FIELDS
+    from pytest_aienergyscore.session.energy_meter import IDENTITY_FIELDS
 
     unknown = [key for key in marker.kwargs if key not in IDENTITY_FIELDS]
     if marker.args or unknown:
@@ -268,8 +268,8 @@ def _finish_ci(session: pytest.Session, energy: EnergySession) -> None:
     """
     if energy.is_worker or energy.outcome is None:
         return
-    from .gate import GateSettings, evaluate, write_gate_file
-    from .report.exports import write_ci_exports
+    from pytest_aienergyscore.gate.verdicts import GateSettings, evaluate, write_gate_file
+    from pytest_aienergyscore.report.exports import write_ci_exports
 
     s, config, session_dir = energy.settings, session.config, energy.outcome.session_dir
     rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
@@ -301,7 +301,7 @@ def _write(energy: EnergySession, written: list[Path], write: Callable[[], list[
 def _save_baseline(session: pytest.Session, energy: EnergySession, path: Path, written: list[Path]) -> None:
     """--energy-save-baseline: a session that ran every benchmark replaces the baseline; one that did not (Ctrl-C,
     -x, a selection) only updates the entries of its passed benchmarks and keeps every other one."""
-    from .gate import BaselineError, save_baseline
+    from pytest_aienergyscore.gate.verdicts import BaselineError, save_baseline
 
     partial = _partial_session(session)
     try:
@@ -333,7 +333,7 @@ def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: Ener
         terminalreporter.write_line(note, yellow=note.startswith("warning"))
     gate = config.stash.get(GATE_KEY, None)
     if gate is not None:
-        from .gate import render as render_gate
+        from pytest_aienergyscore.gate.verdicts import render as render_gate
 
         terminalreporter.write_line("")
         terminalreporter.write_line("energy gate against the baseline (Wh per 1,000 queries unless marked):")
@@ -350,7 +350,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     energy = config.stash.get(SESSION_KEY, None)
     if energy is None or energy.outcome is None or not energy.records:
         return
-    from .report.table import render
+    from pytest_aienergyscore.report.table import render
 
     records = energy.records  # every record, whatever happened to its files
     terminalreporter.section("AI Energy Score")

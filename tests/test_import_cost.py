@@ -32,11 +32,14 @@ def test_a_session_without_benchmarks_loads_no_meter_or_report_code(pytester) ->
     loaded = set(line.split("LOADED=", 1)[1].split(","))
     assert loaded <= {
         "pytest_aienergyscore.plugin",
-        "pytest_aienergyscore.settings",
+        "pytest_aienergyscore.config",
+        "pytest_aienergyscore.config.settings",
         "pytest_aienergyscore.session",
+        "pytest_aienergyscore.records",
+        "pytest_aienergyscore.session.energy_session",
         "pytest_aienergyscore.meters",
         "pytest_aienergyscore.meters.base",
-        "pytest_aienergyscore.energy",
-        "pytest_aienergyscore.records",
+        "pytest_aienergyscore.records.figures",
+        "pytest_aienergyscore.records.record",
     }
     assert not any(m.startswith(("pytest_aienergyscore.report", "pytest_aienergyscore.meters.nvml")) for m in loaded)

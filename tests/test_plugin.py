@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.cli import main as cli_main
+from pytest_aienergyscore.cli.main import main as cli_main
 
 STANDARD_SUMMARY_KEYS = ["units", "total", "format", "preprocess_wh", "prefill_wh", "decode_wh"]
 

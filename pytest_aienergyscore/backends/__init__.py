@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import EntryPoint
 
-from ..settings import BACKEND_ENTRY_POINTS, registered_entry_points
-from .base import Backend, BackendError, LoadRequest, ModelUnavailable, PhaseWork, Prepared
+from pytest_aienergyscore.backends.base import Backend, BackendError, LoadRequest, ModelUnavailable, PhaseWork, Prepared
+from pytest_aienergyscore.config.settings import BACKEND_ENTRY_POINTS, registered_entry_points
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..rules.protocol import Protocol
-from ..tasks import TaskSpec
+from pytest_aienergyscore.rules.protocol import Protocol
+from pytest_aienergyscore.rules.tasks import TaskSpec
 
 Progress = Callable[[int], None]
 

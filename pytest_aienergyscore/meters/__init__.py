@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint
 
-from ..settings import registered_entry_points
-from .base import Meter, MeterUnavailable, Reading, WindowError
+from pytest_aienergyscore.config.settings import registered_entry_points
+from pytest_aienergyscore.meters.base import Meter, MeterUnavailable, Reading, WindowError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -49,28 +49,28 @@ class MeterOptions:
 # -- our factories, registered in pyproject.toml -------------------------------------------------------------------
 def nvml_meter(options: MeterOptions) -> Meter:
     """GPU energy from NVML's counters on the GPUs asked for."""
-    from .nvml import NvmlMeter
+    from pytest_aienergyscore.meters.nvml import NvmlMeter
 
     return NvmlMeter(options.gpus)
 
 
 def rapl_meter(options: MeterOptions) -> Meter:
     """CPU package and DRAM energy from Linux powercap (RAPL)."""
-    from .rapl import RaplMeter
+    from pytest_aienergyscore.meters.rapl import RaplMeter
 
     return RaplMeter()
 
 
 def estimate_meter(options: MeterOptions) -> Meter:
     """CPU time x watts, where no counter can be read."""
-    from .estimate import EstimateMeter
+    from pytest_aienergyscore.meters.estimate import EstimateMeter
 
     return EstimateMeter(options.cpu_watts, options.cpu_scope)
 
 
 def dcgm_meter(options: MeterOptions) -> Meter:
     """Remote GPUs read from DCGM exporters; its reason says which it reads."""
-    from .dcgm import DcgmMeter
+    from pytest_aienergyscore.meters.dcgm.meter import DcgmMeter
 
     meter = DcgmMeter(options.dcgm_urls, options.dcgm_selector, options.dcgm_max_age_s)
     meter.reason = f"asked for with --energy-meter dcgm: {meter.summary()}"

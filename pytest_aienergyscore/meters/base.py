@@ -1,7 +1,7 @@
 """The one interface every energy meter implements: cumulative counters read at the edges of named windows.
 
 A meter only has to say how to read its cumulative energy per device (:meth:`Meter.read`); the base class turns two
-reads into a :class:`~pytest_aienergyscore.energy.Measurement` with its validity facts. Windows are named and may nest
+reads into a :class:`~.records.figures.Measurement` with its validity facts. Windows are named and may nest
 or overlap, because each keeps its own starting reading (the Zeus way). Nothing here knows what a model is.
 """
 
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from ..energy import (
+from pytest_aienergyscore.records.figures import (
     CONFIDENCE_LOW,
     CONFIDENCE_OK,
     CONFIDENCE_UNTRUSTWORTHY,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import resource
 
-from .base import Meter, Reading, now
+from pytest_aienergyscore.meters.base import Meter, Reading, now
 
 
 def process_cpu_seconds() -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .nvml import _text, _torch_uuid, visible_nvml_indices
+from pytest_aienergyscore.meters.nvml import _text, _torch_uuid, visible_nvml_indices
 
 NVML_METERS = ("nvml", "nvml-power")  # the meters that read this machine's GPUs through NVML
 _QUERIES = (("compute", "nvmlDeviceGetComputeRunningProcesses"), ("graphics", "nvmlDeviceGetGraphicsRunningProcesses"))

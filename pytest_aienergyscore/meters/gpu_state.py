@@ -18,8 +18,8 @@ from collections.abc import Collection, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from .base import Meter
-from .gpu_processes import running_processes
+from pytest_aienergyscore.meters.base import Meter
+from pytest_aienergyscore.meters.gpu_processes import running_processes
 
 UNKNOWN = "unknown"
 IDLE_SECONDS = 3.0  # a GPU's idle draw settles within a few of its 100 ms counter updates; 30 of them average well

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from .base import UNTRUSTWORTHY_UPDATES, Meter, MeterUnavailable, Reading, now
+from pytest_aienergyscore.meters.base import UNTRUSTWORTHY_UPDATES, Meter, MeterUnavailable, Reading, now
 
 WRAP_MJ = 2**64
 POWER_SAMPLE_PERIOD_S = 0.02
@@ -193,7 +193,7 @@ class NvmlMeter(Meter):
 
     def survey_gpus(self, idle_seconds: float) -> list[dict[str, Any]]:
         """Who else uses each metered GPU, its MIG mode and power limits, and its idle power (gpu_state.py)."""
-        from .gpu_state import survey
+        from pytest_aienergyscore.meters.gpu_state import survey
 
         return survey(self, self.nvml, self._handles, idle_seconds)
 

@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..energy import Measurement
-from .base import Meter, MeterUnavailable, Reading, now
+from pytest_aienergyscore.meters.base import Meter, MeterUnavailable, Reading, now
+from pytest_aienergyscore.records.figures import Measurement
 
 POWERCAP = Path("/sys/class/powercap")
 POWER_BOUND_W = 500.0  # above any CPU package's draw today; the wrap watcher reads often enough for this much

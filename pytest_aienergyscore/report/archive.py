@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import temporary, writing
-from .safe_zip import (
+from pytest_aienergyscore.records.atomic import temporary, writing
+from pytest_aienergyscore.report.safe_zip import (
     DEFAULT_LIMITS,
     DamagedMember,
     Limits,

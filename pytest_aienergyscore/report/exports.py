@@ -21,16 +21,16 @@ from pathlib import Path
 from statistics import fmean, median, quantiles, stdev
 from typing import TYPE_CHECKING, Any
 
-from ..environment import plugin_version
-from ..records import Record
-from .atomic import WriteFailed, write_text
-from .comparability import not_comparable_reasons
-from .table import HEADERS as TABLE_HEADERS
-from .table import NESTED_NOTE
-from .table import rows as table_rows
+from pytest_aienergyscore.records.atomic import WriteFailed, write_text
+from pytest_aienergyscore.records.record import Record
+from pytest_aienergyscore.report.environment import plugin_version
+from pytest_aienergyscore.report.table import HEADERS as TABLE_HEADERS
+from pytest_aienergyscore.report.table import NESTED_NOTE
+from pytest_aienergyscore.report.table import rows as table_rows
+from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 
 if TYPE_CHECKING:
-    from ..gate import GateOutcome
+    from pytest_aienergyscore.gate.verdicts import GateOutcome
 
 GITHUB_BENCHMARK_FILE = "github-action-benchmark.json"
 BENCHER_FILE = "bencher-bmf.json"
@@ -46,7 +46,7 @@ BMF_TOTAL = "energy-wh"
 def headline(record: Record) -> tuple[float, str, list[float]]:
     """(figure, unit, per-repetition figures): Wh per 1,000 queries when queries are known and the benchmark ran to
     its end, else total Wh."""
-    from ..gate import repetition_totals_wh
+    from pytest_aienergyscore.gate.verdicts import repetition_totals_wh
 
     totals = repetition_totals_wh(record)
     queries = record.query_count()
@@ -216,7 +216,7 @@ def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title:
     if any(p.parent for r in records for p in r.phases):
         lines += ["", f"_{NESTED_NOTE}_"]
     if gate is not None:
-        from ..gate import VERDICT_HEADERS, verdict_rows
+        from pytest_aienergyscore.gate.verdicts import VERDICT_HEADERS, verdict_rows
 
         lines += ["", f"### Energy gate: {'FAILED' if gate.failed else 'passed'}", ""]
         verdicts = [(v.test, *row[1:]) for v, row in zip(gate.verdicts, verdict_rows(gate), strict=True)]

@@ -20,15 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..energy import JOULES_PER_WH
-from ..meters.gpu_state import idle_watts
-from ..records import Phase, Record, combine, record_sha256
-from .archive import MANIFEST, ensure_archive
-from .atomic import WriteFailed, discard, is_temporary, json_bytes, remove_stale, temporary, write_if_changed, writing
-from .comparability import not_comparable_reasons
-from .label import LABEL_FILE, label_png
-from .paths import run_folder_name, safe_part
-from .rating import rules_summary
+from pytest_aienergyscore.meters.gpu_state import idle_watts
+from pytest_aienergyscore.records.atomic import (
+    WriteFailed,
+    discard,
+    is_temporary,
+    json_bytes,
+    remove_stale,
+    temporary,
+    write_if_changed,
+    writing,
+)
+from pytest_aienergyscore.records.figures import JOULES_PER_WH
+from pytest_aienergyscore.records.record import Phase, Record, combine, record_sha256
+from pytest_aienergyscore.report.archive import MANIFEST, ensure_archive
+from pytest_aienergyscore.report.label import LABEL_FILE, label_png
+from pytest_aienergyscore.report.paths import run_folder_name, safe_part
+from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.rating import rules_summary
 
 ENERGY_TXT = "GPU_ENERGY_WH.txt"
 ENERGY_SUMMARY = "GPU_ENERGY_SUMMARY.json"
@@ -386,7 +395,7 @@ def _write_all(records: Sequence[Record], session_dir: Path, meta: dict[str, Any
         result.summary_json, result.summary_csv = write_session_summary(session_dir, rows, meta)
     except OSError as err:
         result.errors.append(str(err))
-    from .plot import write_plot
+    from pytest_aienergyscore.report.plot import write_plot
 
     try:
         result.plot, note = write_plot(records, session_dir)

@@ -23,9 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ..tasks import UnknownTask, get_task
-from .atomic import write_bytes
-from .safe_zip import checked_members, open_archive, read_small
+from pytest_aienergyscore.records.atomic import write_bytes
+from pytest_aienergyscore.report.safe_zip import checked_members, open_archive, read_small
+from pytest_aienergyscore.rules.tasks import UnknownTask, get_task
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont

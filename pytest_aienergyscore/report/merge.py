@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..records import Record, read_store
-from .atomic import is_temporary
-from .files import REPORT, SUMMARY_COLUMNS, summary_row, write_session_summary
+from pytest_aienergyscore.records.atomic import is_temporary
+from pytest_aienergyscore.records.record import Record, read_store
+from pytest_aienergyscore.report.files import REPORT, SUMMARY_COLUMNS, summary_row, write_session_summary
 
 MERGED_COLUMNS = ("host", *SUMMARY_COLUMNS)
 

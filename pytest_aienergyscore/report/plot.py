@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..records import Record
-from . import score
-from .atomic import write_if_changed
-from .comparability import not_comparable_reasons
-from .rating import leaderboard_task
+from pytest_aienergyscore.records.atomic import write_if_changed
+from pytest_aienergyscore.records.record import Record
+from pytest_aienergyscore.rules import leaderboard as score
+from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.rating import leaderboard_task
 
 PLOT_FILE = "energy_plot.png"
 EXTRA = "pytest-aienergyscore[label]"

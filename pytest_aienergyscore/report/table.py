@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..records import PATH_SEPARATOR, Record
-from .comparability import not_comparable_reasons
-from .rating import rate
+from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
+from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.rating import rate
 
 HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "stars", "notes")
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"

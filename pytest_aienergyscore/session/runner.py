@@ -1,0 +1,319 @@
+"""One AI Energy Score benchmark: load (not metered), preprocess (metered), warm up (not metered), then the task's
+metered phases over every sample, repeated as asked, into the test's record.
+
+Decode is never metered on its own, because generation cannot be split inside one ``generate`` call: like
+optimum-benchmark's energy_star we meter a prefill pass (one new token per sample) and a full generation pass over
+the whole dataset, and decode = generation - prefill (:func:`~.energy.derive_decode`, the one rule every backend uses:
+never clamped, so the total is preprocess + the whole generation pass; a negative split is flagged, and every decode
+phase carries the split's uncertainty).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_aienergyscore.backends import Backend, BackendError, LoadRequest, PhaseWork, Prepared, create_backend
+from pytest_aienergyscore.meters.gpu_processes import metered_gpus_differ
+from pytest_aienergyscore.records.figures import derive_decode, split_details
+from pytest_aienergyscore.records.record import Phase
+from pytest_aienergyscore.report.paths import safe_part, unique_child
+from pytest_aienergyscore.rules.datasets import load_samples
+from pytest_aienergyscore.rules.model_class import ModelSize, check_gpu_count, gpus_in, model_size
+from pytest_aienergyscore.rules.protocol import Protocol
+from pytest_aienergyscore.rules.tasks import TaskSpec
+from pytest_aienergyscore.session.energy_meter import EnergyRecorder
+
+PROGRESS_MIN_SAMPLES = 20
+
+
+@dataclass
+class BenchmarkRequest:
+    task: TaskSpec
+    model: str
+    processor: str | None = None
+    dataset: str | None = None
+    samples: int | None = None
+    repeat: int = 1
+    warmup: int = 10
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+    model_class: str | None = None  # --energy-model-class: wins over the counted class
+    allow_multi_gpu: bool = False
+    variant: str | None = None  # a named protocol variant of our own (recorded, never comparable)
+
+    backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
+
+    def load_request(self) -> LoadRequest:
+        return LoadRequest(
+            self.model,
+            self.processor,
+            self.task,
+            self.device,
+            self.trust_remote_code,
+            self.backend_options,
+            self.variant,
+        )
+
+
+class BackendCache:
+    """Keeps the last loaded model, so that tests parametrized over tasks/samples of one model load it once;
+    loading another model frees the previous one (two large models rarely fit together)."""
+
+    def __init__(self, factory: Callable[[str], Backend] = create_backend) -> None:
+        self.factory = factory
+        self.key: tuple[str, LoadRequest] | None = None
+        self.backend: Backend | None = None
+        self.facts: dict[str, Any] = {}
+
+    def get(self, backend_name: str, request: LoadRequest) -> tuple[Backend, dict[str, Any]]:
+        key = (backend_name, request)
+        if self.key == key and self.backend is not None:
+            return self.backend, self.facts
+        self.close()
+        backend = self.factory(backend_name)
+        self.facts = backend.load(request)
+        self.key, self.backend = key, backend
+        return backend, self.facts
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.key, self.backend, self.facts = None, None, {}
+
+
+def default_device(gpus: tuple[int, ...]) -> str:
+    """The first metered GPU when torch sees CUDA, else the CPU."""
+    torch = sys.modules.get("torch") or __import__("torch")
+    return f"cuda:{gpus[0]}" if torch.cuda.is_available() else "cpu"
+
+
+class _Progress:
+    """A progress bar on the real terminal for long phases (pytest captures sys.stderr); silent otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.bar: Any = None
+        stream = sys.__stderr__
+        if total >= PROGRESS_MIN_SAMPLES and stream is not None and stream.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=label, file=stream, leave=False, mininterval=1.0, unit="sample")
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: BenchmarkRequest, cache: BackendCache) -> None:
+    """Run the protocol for one model and task, adding its phases to ``recorder``."""
+    task = request.task
+    size = apply_model_rules(recorder, request)  # before loading: a refused run should not wait for the model
+    backend, facts = cache.get(backend_name, request.load_request())
+    if size.model_class is None or facts.get("server_gpus"):
+        apply_model_rules(recorder, request, facts)
+    protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
+    recorder.set(output_format=backend.output_format)  # the reports' ``format``: whose figures these are
+    if backend.meters_itself:  # e.g. optimum-benchmark meters its own phases: read them, do not meter here
+        _run_own_protocol(recorder, backend, request, facts, protocol)
+        return
+    samples, info = load_samples(task, request.dataset, request.samples)
+    recorder.set(
+        model=request.model,
+        task=task.name,
+        processor=request.processor,
+        backend=backend.name,
+        queries=len(samples),
+        protocol=protocol.to_dict(),
+        overrides=dict(request.overrides),
+        model_facts=facts,
+        warmup_runs=request.warmup,
+    )
+    if task.chat_template_extra:
+        recorder.set(chat_template_extra=dict(task.chat_template_extra))
+    if not info.official:
+        recorder.note(info.note or f"dataset {info.name} is not the official {task.dataset}")
+    elif info.note:
+        recorder.note(info.note)
+    for note in facts.get("notes", ()):  # what the backend found out at load (a remote server, a renamed model)
+        recorder.note(note)
+
+    prepared: Prepared | None = None
+    for repetition in range(request.repeat):
+        with recorder.measure("preprocess", samples=len(samples), repetition=repetition) as phase:
+            current = backend.preprocess(samples)
+            phase.tokens = current.input_tokens
+        prepared = prepared or current
+    assert prepared is not None
+    info.truncated = prepared.truncated
+    if prepared.truncated:
+        recorder.note(f"{prepared.truncated} inputs were longer than the model's window and were truncated")
+    recorder.dataset = info.to_dict()
+    recorder.counts.update(samples=len(samples), input_tokens=prepared.input_tokens, truncated=prepared.truncated)
+
+    if recorder.enabled:
+        backend.window_hook = recorder.session.meter  # lets a server backend meter a steady-state window in a phase
+    backend.warmup(prepared, request.warmup, request.overrides)
+    label = request.model.rsplit("/", 1)[-1]
+    for repetition in range(request.repeat):
+        if protocol.is_generative:
+            _generative_phases(recorder, backend, prepared, request, repetition, label)
+        else:
+            phase_name = protocol.phases[-1]
+            progress = _Progress(len(prepared), f"{label} {phase_name}")
+            try:
+                with recorder.measure(phase_name, samples=len(prepared), repetition=repetition) as phase:
+                    work = backend.run(phase_name, prepared, request.overrides, progress)
+                    phase.tokens = work.tokens
+                    phase.details.update(work.details)
+            finally:
+                progress.close()
+            fail_after_recording(work)
+    if recorder.counts.get("input_tokens") is None and prepared.input_tokens is not None:
+        recorder.counts["input_tokens"] = prepared.input_tokens  # counted by the server during the phases (vllm)
+    _summarise_repeats(recorder)
+
+
+def fail_after_recording(work: PhaseWork) -> None:
+    """A backend that carried on past failed requests (vllm) gives its verdict in ``details["error"]``: the phase is
+    recorded first and the benchmark fails after, so that nothing measured is lost."""
+    if work.details.get("error"):
+        raise BackendError(str(work.details["error"]))
+
+
+def apply_model_rules(
+    recorder: EnergyRecorder, request: BenchmarkRequest, facts: dict[str, Any] | None = None
+) -> ModelSize:
+    """The model's class from its files (or the override), into the record; then AI Energy Score's one-GPU rule.
+
+    Called before loading with the model id alone, and again with the loaded model's facts (its resolved folder)
+    when the id did not tell or a local server was found on GPUs. Raises MultiGpuRefused for a class A or B model
+    metered (or served) on more than one GPU, and BackendError when an NVML meter meters other GPUs than the server's.
+    """
+    facts = facts or {}
+    override = request.model_class or recorder.identity.get("model_class")
+    size = model_size([request.model, facts.get("path")], override, facts.get("parameters"))
+    meter = recorder.session.meter.info().to_dict() if recorder.enabled else {}
+    gpus, server = gpus_in(meter), None
+    if facts.get("server_gpus"):  # a local server's GPUs did the work: the rule counts them, the meter must meter them
+        server = f"the {facts.get('server', 'model')} server at {facts.get('endpoint')}"
+        gpus = len(facts["server_gpus"])
+    allowed = check_gpu_count(size.model_class, gpus, request.allow_multi_gpu, server)
+    if server is not None:
+        problem = metered_gpus_differ(facts["server_gpus"], meter, server)
+        if problem:
+            raise BackendError(problem)
+    if size.model_class:
+        recorder.set(model_class=size.model_class)
+    recorder.set(model_size=size.to_metadata(), gpu_count=gpus, multi_gpu_allowed=allowed)
+    return size
+
+
+def _run_own_protocol(
+    recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any], protocol: Protocol
+) -> None:
+    """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
+    come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
+    and the one-line error names the log in it."""
+    task = request.task
+    recorder.set(
+        model=request.model,
+        task=task.name,
+        processor=request.processor,
+        backend=backend.name,
+        protocol=protocol.to_dict(),
+        overrides=dict(request.overrides),
+        model_facts=facts,
+        warmup_runs=request.warmup,
+    )
+    if task.chat_template_extra:
+        recorder.set(chat_template_extra=dict(task.chat_template_extra))
+    run_dir = unique_child(recorder.session.session_dir / "backend-runs", safe_part(recorder.nodeid, "test"))
+    try:
+        result = backend.run_protocol(request, run_dir, recorder.session.settings)
+    except BaseException:
+        _remove_scratch(run_dir, keep_files=True)
+        raise
+    _remove_scratch(run_dir, keep_files=False)
+    recorder.set(queries=result.queries, **result.metadata)
+    for note in result.notes:
+        recorder.note(note)
+    recorder.dataset = dict(result.dataset)
+    recorder.counts.update(result.counts)
+    recorder.attachments.update(result.attachments)
+    for phase in result.phases:
+        recorder.add_phase(phase)
+    _summarise_repeats(recorder)
+
+
+def _remove_scratch(run_dir: Path, keep_files: bool) -> None:
+    """Remove a backend's scratch folder (and backend-runs/ once empty); a failed run's files are kept to be read."""
+    if keep_files and run_dir.is_dir() and any(run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()
+
+
+def _generative_phases(
+    recorder: EnergyRecorder,
+    backend: Backend,
+    prepared: Prepared,
+    request: BenchmarkRequest,
+    repetition: int,
+    label: str,
+) -> None:
+    n = len(prepared)
+    progress = _Progress(n, f"{label} prefill")
+    try:
+        with recorder.measure("prefill", samples=n, repetition=repetition) as prefill:
+            work = backend.run("prefill", prepared, request.overrides, progress)
+            prefill.tokens = prepared.input_tokens
+            prefill.details.update(work.details, first_tokens=work.tokens)
+    finally:
+        progress.close()
+    fail_after_recording(work)
+    progress = _Progress(n, f"{label} generate")
+    try:
+        with recorder.measure("generate", samples=n, repetition=repetition, record=False) as generate:
+            gen_work = backend.run("generate", prepared, request.overrides, progress)
+    finally:
+        progress.close()
+    assert prefill.measurement is not None and generate.measurement is not None
+    decode = derive_decode(prefill.measurement, generate.measurement)
+    decode_tokens = max((gen_work.tokens or 0) - n, 0)  # the first new token of each sample belongs to prefill
+    details = {
+        **split_details(prefill.measurement, generate.measurement),
+        "generated_tokens": gen_work.tokens,
+        **gen_work.details,
+    }
+    recorder.add_phase(Phase("decode", decode, n, decode_tokens, repetition, details))
+    fail_after_recording(gen_work)
+
+
+def _summarise_repeats(recorder: EnergyRecorder) -> None:
+    """Mean, standard deviation and coefficient of variation per phase when phases were repeated."""
+    names = list(dict.fromkeys(p.name for p in recorder.phases))
+    stats = {}
+    for name in names:
+        values = [p.measurement.joules() for p in recorder.phases if p.name == name]
+        if len(values) < 2:
+            return
+        mean = statistics.fmean(values)
+        sd = statistics.stdev(values)
+        stats[name] = {"mean_j": mean, "stdev_j": sd, "cv": sd / mean if mean else None, "n": len(values)}
+    if stats:
+        recorder.set(repeat_stats=stats)

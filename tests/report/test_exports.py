@@ -1,0 +1,146 @@
+"""CI exports: Markdown job summary, pytest-benchmark-shaped JSON, github-action-benchmark, Bencher BMF, JUnit
+properties and pytest-benchmark extra_info."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_aienergyscore.gate.verdicts import GateSettings, benchmark_entry, compare_entry
+from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
+from pytest_aienergyscore.records.record import Phase, Record
+from pytest_aienergyscore.report.exports import (
+    BMF_PER_1K,
+    BMF_TOTAL,
+    UNIT_PER_1K,
+    UNIT_TOTAL,
+    bencher_bmf,
+    custom_smaller_is_better,
+    junit_properties,
+    markdown_summary,
+    pytest_benchmark_json,
+)
+
+BENCH = """
+def test_one(energy_meter):
+    energy_meter.set(model="org/one", task="text_classification")
+    with energy_meter.measure("forward", samples=8):
+        sum(i * i for i in range(200_000))
+"""
+
+
+def _record(nodeid: str, per_rep_wh: list[float], samples: int | None = 1000) -> Record:
+    phases = []
+    for repetition, wh in enumerate(per_rep_wh):
+        device = DeviceEnergy("cuda:0", "gpu", wh * 3600.0, "measured", "nvml")
+        phases.append(
+            Phase("forward", Measurement("forward", "nvml", "measured", 10.0, (device,)), samples, None, repetition)
+        )
+    return Record(nodeid, "pytorch", model="org/m", task="text_classification", phases=phases)
+
+
+def test_custom_smaller_is_better_has_one_entry_per_benchmark_with_unit_and_range() -> None:
+    entries = custom_smaller_is_better([_record("a.py::test_a", [1.0, 1.2, 0.8]), _record("b.py::test_b", [2.0], None)])
+    first, second = entries
+    assert first["name"] == "a.py::test_a" and first["unit"] == UNIT_PER_1K
+    assert first["value"] == pytest.approx(1.0) and first["range"] == "± 0.2"
+    assert "gpu/nvml" in first["extra"] and "3 repetition(s)" in first["extra"]
+    assert second["unit"] == UNIT_TOTAL and second["value"] == pytest.approx(2.0) and "range" not in second
+    assert set(first) == {"name", "unit", "value", "range", "extra"}
+
+
+def test_bencher_bmf_gives_each_benchmark_its_measures_and_bounds() -> None:
+    document = bencher_bmf([_record("a.py::test_a", [1.0, 1.2, 0.8]), _record("b.py::test_b", [2.0], None)])
+    a = document["a.py::test_a"]
+    assert a[BMF_PER_1K] == pytest.approx({"value": 1.0, "lower_value": 0.8, "upper_value": 1.2})
+    assert a[BMF_TOTAL] == pytest.approx({"value": 1.0})
+    assert document["b.py::test_b"] == {BMF_TOTAL: pytest.approx({"value": 2.0})}
+    assert all(isinstance(m["value"], float) for measures in document.values() for m in measures.values())
+
+
+def test_pytest_benchmark_json_has_its_shape_with_energy_statistics() -> None:
+    document = pytest_benchmark_json([_record("a.py::test_a", [1.0, 1.2, 0.8])], {"GITHUB_SHA": "abc123"})
+    assert set(document) == {"machine_info", "commit_info", "benchmarks", "datetime", "version"}
+    assert document["commit_info"] == {"id": "abc123"}
+    [bench] = document["benchmarks"]
+    assert bench["fullname"] == "a.py::test_a" and bench["name"] == "test_a" and bench["group"] == "text_classification"
+    stats = bench["stats"]
+    assert stats["rounds"] == 3 and stats["mean"] == pytest.approx(1.0) and stats["min"] == pytest.approx(0.8)
+    assert stats["stddev"] == pytest.approx(0.2) and stats["median"] == pytest.approx(1.0)
+    assert stats["data"] == pytest.approx([1.0, 1.2, 0.8]) and stats["ops"] == pytest.approx(1.0)
+    assert {"q1", "q3", "iqr", "ld15iqr", "hd15iqr", "outliers", "total", "iterations"} <= set(stats)
+    assert bench["extra_info"]["unit"] == UNIT_PER_1K and bench["extra_info"]["meter"] == "nvml"
+
+
+def test_markdown_summary_has_the_results_and_the_gate() -> None:
+    record = _record("a.py::test_a|pipe", [1.3])
+    verdict = compare_entry(
+        record.nodeid, benchmark_entry(record), benchmark_entry(_record("x", [1.0])), GateSettings(10)
+    )
+    from pytest_aienergyscore.gate.verdicts import GateOutcome
+
+    text = markdown_summary([record], GateOutcome([verdict], GateSettings(10)), "2026-01-01")
+    assert text.startswith("## AI Energy Score: 2026-01-01")
+    assert "| a.py::test_a\\|pipe | gpu/nvml |" in text
+    assert "### Energy gate: FAILED" in text and "+30.0%" in text and "regression (no noise estimate" in text
+
+
+def test_junit_properties_name_figure_meter_and_kind() -> None:
+    properties = dict(junit_properties(_record("a.py::test_a", [2.0])))
+    assert properties["energy_total_wh"] == "2" and properties["energy_wh_per_1000_queries"] == "2"
+    assert properties["energy_meter"] == "nvml" and properties["energy_device"] == "gpu"
+    assert properties["energy_kind"] == "measured"
+
+
+def test_a_session_writes_every_export_and_appends_the_step_summary(
+    bench: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step_summary = bench.path / "step_summary.md"
+    step_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    bench.makepyfile(test_one=BENCH)
+    result = bench.runpytest("-p", "no:cacheprovider", "--energy-json=out/energy.json", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+
+    text = step_summary.read_text()
+    assert text.startswith("earlier step\n## AI Energy Score: ")
+    assert "| test_one.py::test_one | cpu/estimate |" in text and "_estimate:" in text
+
+    document = json.loads((bench.path / "out" / "energy.json").read_text())
+    [entry] = document["benchmarks"]
+    assert entry["fullname"] == "test_one.py::test_one" and entry["extra_info"]["energy_kind"] == "estimate"
+
+    session = next(p for p in (bench.path / "results").iterdir() if p.is_dir())
+    [custom] = json.loads((session / "github-action-benchmark.json").read_text())
+    assert custom["name"] == "test_one.py::test_one" and custom["unit"] == UNIT_PER_1K and custom["value"] > 0
+    bmf = json.loads((session / "bencher-bmf.json").read_text())
+    assert bmf["test_one.py::test_one"][BMF_PER_1K]["value"] == pytest.approx(custom["value"])
+
+    properties = {p.get("name"): p.get("value") for p in ET.parse(bench.path / "junit.xml").iter("property")}
+    assert properties["energy_meter"] == "estimate" and properties["energy_device"] == "cpu"
+    assert float(properties["energy_wh_per_1000_queries"]) == pytest.approx(custom["value"], rel=1e-4)
+    assert "exports:" in "\n".join(result.outlines)
+
+
+def test_energy_per_round_goes_into_pytest_benchmark_extra_info(bench: pytest.Pytester, tmp_path: Path) -> None:
+    bench.makepyfile(
+        test_bm="""
+        def burn():
+            return sum(i * i for i in range(20_000))
+
+        def test_bm(energy_meter, benchmark):
+            energy_meter.set(model="org/bm", task="text_classification")
+            with energy_meter.measure("forward", samples=4):
+                benchmark.pedantic(burn, rounds=4, iterations=1)
+        """
+    )
+    target = tmp_path / "bm.json"
+    bench.runpytest("-p", "no:cacheprovider", f"--benchmark-json={target}").assert_outcomes(passed=1)
+    [entry] = json.loads(target.read_text())["benchmarks"]
+    info = entry["extra_info"]
+    assert info["energy_rounds"] == 4 and info["energy_wh"] > 0
+    assert info["energy_wh_per_round"] == pytest.approx(info["energy_wh"] / 4)
+    assert info["energy_meter"] == "estimate" and info["energy_kind"] == "estimate"
