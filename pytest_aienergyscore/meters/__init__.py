@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint
 
-from pytest_aienergyscore.config.settings import registered_entry_points
+from pytest_aienergyscore.config.registry import METER_ENTRY_POINTS, registered_entry_points
 from pytest_aienergyscore.meters.base import Meter, MeterUnavailable, Reading, WindowError
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "meter_names",
 ]
 
-ENTRY_POINT_GROUP = "pytest_aienergyscore.meters"
+ENTRY_POINT_GROUP = METER_ENTRY_POINTS
 
 MeterFactory = Callable[["MeterOptions"], Meter]
 

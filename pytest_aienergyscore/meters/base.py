@@ -1,8 +1,9 @@
 """The one interface every energy meter implements: cumulative counters read at the edges of named windows.
 
 A meter only has to say how to read its cumulative energy per device (:meth:`Meter.read`); the base class turns two
-reads into a :class:`~.records.figures.Measurement` with its validity facts. Windows are named and may nest
-or overlap, because each keeps its own starting reading (the Zeus way). Nothing here knows what a model is.
+reads into a :class:`~.records.figures.Measurement` with its validity facts and its confidence (the rule in
+:mod:`.records.confidence`). Windows are named and may nest or overlap, because each keeps its own starting reading
+(the Zeus way). Nothing here knows what a model is.
 """
 
 from __future__ import annotations
@@ -12,18 +13,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aienergyscore.records.figures import (
-    CONFIDENCE_LOW,
-    CONFIDENCE_OK,
-    CONFIDENCE_UNTRUSTWORTHY,
-    DeviceEnergy,
-    Measurement,
-    MeterInfo,
-)
+from pytest_aienergyscore.records.confidence import window_confidence
+from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement, MeterInfo
 
-# A window shorter than this many counter updates is not trustworthy; shorter than the second, low confidence.
-UNTRUSTWORTHY_UPDATES = 10
-LOW_CONFIDENCE_UPDATES = 50
 IDLE_WINDOW = "__idle__"
 
 
@@ -148,7 +140,9 @@ class Meter(ABC):
         if problems:
             valid = False
             warnings.extend(problems)
-        confidence = self._confidence(duration, warnings)
+        confidence, short = window_confidence(duration, self.counter_period_s, self.name)
+        if short:
+            warnings.append(short)
         return Measurement(
             name=name,
             meter=self.name,
@@ -161,22 +155,6 @@ class Meter(ABC):
             valid=valid,
             warnings=tuple(warnings),
         )
-
-    def _confidence(self, duration: float, warnings: list[str]) -> str:
-        period = self.counter_period_s
-        if duration < UNTRUSTWORTHY_UPDATES * period:
-            warnings.append(
-                f"window of {duration:.3f} s is shorter than {UNTRUSTWORTHY_UPDATES} updates of the {self.name} "
-                f"counter ({period:g} s each): not trustworthy"
-            )
-            return CONFIDENCE_UNTRUSTWORTHY
-        if duration < LOW_CONFIDENCE_UPDATES * period:
-            warnings.append(
-                f"window of {duration:.2f} s spans fewer than {LOW_CONFIDENCE_UPDATES} updates of the {self.name} "
-                f"counter: low confidence"
-            )
-            return CONFIDENCE_LOW
-        return CONFIDENCE_OK
 
     def idle_window(self, seconds: float) -> Measurement:
         """One window over ``seconds`` in which this process only sleeps; its validity says whether to trust it."""

@@ -3,7 +3,8 @@ limit against its default, and idle power.
 
 Why: NVML's counter is the whole GPU's. Another process computing on it adds its energy to ours; a power limit below
 the default or a MIG slice makes the GPU draw less than the leaderboard's GPUs do. Such a result is still the user's
-own measurement, but not comparable with the leaderboard, and :func:`survey_reasons` says why. Idle power is recorded
+own measurement, but not comparable with the leaderboard, and :func:`.rules.gpu_survey.survey_reasons` says why (a
+comparability rule, so it lives with the rules; this module only gathers the facts). Idle power is recorded
 beside the results (never subtracted) so that a reader can tell how much of a figure a resting GPU would draw anyway.
 
 Every NVML query may be unsupported by a GPU or a driver (``NVMLError_NotSupported``) or refused (a container without
@@ -14,16 +15,15 @@ not comparable. Nothing here knows what a model is.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from types import ModuleType
 from typing import Any
 
 from pytest_aienergyscore.meters.base import Meter
 from pytest_aienergyscore.meters.gpu_processes import running_processes
+from pytest_aienergyscore.rules.gpu_survey import UNKNOWN
 
-UNKNOWN = "unknown"
 IDLE_SECONDS = 3.0  # a GPU's idle draw settles within a few of its 100 ms counter updates; 30 of them average well
-POWER_LIMIT_TOLERANCE_W = 1.0  # a limit within a watt of the default is the default, set back and rounded
 MIB = 1024 * 1024
 
 
@@ -155,50 +155,3 @@ def _mig_mode(nvml: ModuleType, handle: Any) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# -- what the survey means for comparability -----------------------------------------------------------------------
-
-
-def survey_reasons(state: Iterable[Mapping[str, Any]], workload_pids: Collection[int] = ()) -> list[str]:
-    """Why the surveyed GPUs make a result not comparable: shared, MIG-split, or power-capped below the default.
-
-    ``workload_pids`` are processes that are the benchmark's own workload although not this process's children (a
-    local inference server the backend talks to); they are not "another process".
-    """
-    reasons: list[str] = []
-    for gpu in state:
-        device = gpu.get("device", "a GPU")
-        others = gpu.get("other_processes")
-        if isinstance(others, list):
-            foreign = [p for p in others if p.get("pid") not in workload_pids]
-            if foreign:
-                reasons.append(
-                    f"{device} was shared: other compute processes on it before the first benchmark: "
-                    + ", ".join(_describe_process(p) for p in foreign)
-                )
-        if gpu.get("mig_mode") == "enabled":
-            reasons.append(f"{device} is in MIG mode: the leaderboard's GPUs are whole GPUs")
-        limit, default = _watts(gpu.get("power_limit_w")), _watts(gpu.get("default_power_limit_w"))
-        if limit is not None and default is not None and limit < default - POWER_LIMIT_TOLERANCE_W:
-            reasons.append(f"{device} power limit is {limit:g} W, below its default of {default:g} W")
-    return reasons
-
-
-def idle_watts(state: Iterable[Mapping[str, Any]]) -> dict[str, float | str]:
-    """Idle power per surveyed GPU, for the summary beside the results ("unknown" where it could not be measured)."""
-    return {str(gpu.get("device")): gpu.get("idle_power_w", UNKNOWN) for gpu in state}
-
-
-def _describe_process(process: Mapping[str, Any]) -> str:
-    details = [str(process.get("name") or "name unknown")]
-    if process.get("used_memory_mib") is not None:
-        details.append(f"{process['used_memory_mib']:g} MiB")
-    if process.get("note"):
-        details.append(str(process["note"]))
-    return f"pid {process.get('pid')} ({', '.join(details)})"
-
-
-def _watts(value: Any) -> float | None:
-    """A measured number of watts, or None for "unknown" (or anything else that is not a number)."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from pytest_aienergyscore.meters.base import UNTRUSTWORTHY_UPDATES, Meter, MeterUnavailable, Reading, now
+from pytest_aienergyscore.meters.base import Meter, MeterUnavailable, Reading, now
+from pytest_aienergyscore.records.confidence import too_short_to_trust
 
 WRAP_MJ = 2**64
 POWER_SAMPLE_PERIOD_S = 0.02
@@ -175,7 +176,7 @@ class NvmlMeter(Meter):
     def validate_window(self, start: Reading, end: Reading) -> list[str]:
         """A window of a second or more (ten counter updates) in which a GPU's energy did not grow is unusable."""
         duration = end.monotonic - start.monotonic
-        if duration < UNTRUSTWORTHY_UPDATES * self.counter_period_s:
+        if too_short_to_trust(duration, self.counter_period_s):  # too short for the counter to have moved
             return []
         source = "sampled power" if self._sampler is not None else "energy counter"
         return [

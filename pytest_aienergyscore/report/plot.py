@@ -23,7 +23,9 @@ from pytest_aienergyscore.records.atomic import write_if_changed
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.rules import leaderboard as score
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
 from pytest_aienergyscore.rules.rating import leaderboard_task
+from pytest_aienergyscore.rules.tasks import CLASSED_TASKS
 
 PLOT_FILE = "energy_plot.png"
 EXTRA = "pytest-aienergyscore[label]"
@@ -61,7 +63,7 @@ def panels(records: Sequence[Record]) -> list[Panel]:
         if task is None or value is None or value <= 0:
             continue
         klass = None
-        if task in score.CLASSED_TASKS and record.model_class:
+        if task in CLASSED_TASKS and record.model_class:
             klass = record.model_class.upper()
         panel = found.get((task, klass))
         if panel is None:
@@ -72,11 +74,11 @@ def panels(records: Sequence[Record]) -> list[Panel]:
 
 def _new_panel(task: str, klass: str | None) -> Panel:
     rows = score.published_results(task)
-    if task in score.CLASSED_TASKS and klass in score.MODEL_CLASSES:
+    if task in CLASSED_TASKS and klass in MODEL_CLASSES:
         rows = [row for row in rows if row.model_class == klass]
     panel = Panel(task, klass, published=[(row.model, row.wh_per_1k) for row in rows])
-    if task not in score.CLASSED_TASKS or klass in score.MODEL_CLASSES:
-        bins = score.star_bins(task, klass if task in score.CLASSED_TASKS else None)
+    if task not in CLASSED_TASKS or klass in MODEL_CLASSES:
+        bins = score.star_bins(task, klass if task in CLASSED_TASKS else None)
         panel.bands = tuple(edge * 1000.0 for edge in (bins.low, *bins.edges, bins.high))
     return panel
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pytest_aienergyscore.records.confidence import too_short_to_trust
 from pytest_aienergyscore.records.record import Phase, Record
+from pytest_aienergyscore.rules.gpu_survey import survey_reasons
+from pytest_aienergyscore.rules.model_class import gpus_in
 from pytest_aienergyscore.rules.protocol import UnknownVariant, protocol_for
 from pytest_aienergyscore.rules.tasks import TaskSpec, UnknownTask, get_task
 
@@ -52,16 +55,13 @@ def _window_s(phase: Phase) -> float:
 def _gpu_state_reasons(record: Record) -> list[str]:
     """A GPU shared with another process, split by MIG or capped below its default power limit (surveyed before the
     first benchmark), and GPU windows under a second, shorter than ten updates of NVML's counter (issue 12)."""
-    from pytest_aienergyscore.meters.base import UNTRUSTWORTHY_UPDATES
-    from pytest_aienergyscore.meters.gpu_state import survey_reasons
-
     server = (record.metadata.get("model_facts") or {}).get("server_pids") or ()  # a local server is the workload
     reasons = survey_reasons(record.environment.get("gpu_state") or [], workload_pids=set(server))
     short = sorted(
         {
             p.name
             for p in record.phases
-            if "gpu" in p.measurement.scopes() and _window_s(p) < UNTRUSTWORTHY_UPDATES * p.measurement.counter_period_s
+            if "gpu" in p.measurement.scopes() and too_short_to_trust(_window_s(p), p.measurement.counter_period_s)
         }
     )
     if short:
@@ -72,13 +72,9 @@ def _gpu_state_reasons(record: Record) -> list[str]:
 # -- AI Energy Score's rules (issue 7): GPUs per class, the protocol's parameters, the official dataset, the class --
 
 
-def _gpu_count(record: Record) -> int:
-    return sum(1 for device in record.meter.get("devices", ()) if device.get("scope") == "gpu")
-
-
 def _multi_gpu_reasons(record: Record) -> list[str]:
     """Class A and B models run on one GPU on the leaderboard (class C models may need several)."""
-    gpus = _gpu_count(record)
+    gpus = gpus_in(record.meter)
     if gpus <= 1 or record.model_class == "C":
         return []
     if record.metadata.get("multi_gpu_allowed"):
@@ -130,7 +126,7 @@ def _dataset_reasons(record: Record) -> list[str]:
 
 def _class_reasons(record: Record) -> list[str]:
     task = _task(record)
-    if task is not None and task.name in ("text_generation", "reasoning") and not record.model_class:
+    if task is not None and task.classed and not record.model_class:
         return [f"model class unknown: {task.name} is compared within class A, B or C (give --energy-model-class)"]
     return []
 

@@ -16,13 +16,14 @@ import wave
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_aienergyscore.rules.tasks import PROTOCOL_SAMPLES, TaskSpec
 
+if TYPE_CHECKING:  # importlib.resources.abc is new in Python 3.11
+    from importlib.resources.abc import Traversable
+
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-OFFLINE_SAMPLE_TASKS = {"text_generation": "text_generation", "reasoning": "text_generation"}
-OFFLINE_SAMPLE_TASKS["sentence_similarity"] = "sentence_similarity"
 
 
 class DatasetError(ValueError):
@@ -73,13 +74,13 @@ def _official_or_offline(task: TaskSpec, requested: int) -> tuple[list[dict[str,
         rows = _read_hub(task.dataset)
         return rows, None, DatasetInfo(task.dataset, "hub", True, requested)
     except DatasetError as hub_error:
-        offline = OFFLINE_SAMPLE_TASKS.get(task.name)
+        offline = offline_sample_set(task)
         if offline is None:
             raise DatasetError(
                 f"task {task.name}: {hub_error}; no offline sample set ships for this task, "
                 "pass --energy-dataset PATH (jsonl, json, csv or parquet)"
             ) from None
-        ref = resources.files("pytest_aienergyscore") / "data" / "samples" / f"{offline}.jsonl"
+        ref = _samples_folder() / f"{offline}.jsonl"
         rows = [json.loads(line) for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]
         info = DatasetInfo(
             f"pytest-aienergyscore offline samples ({offline}.jsonl)",
@@ -90,6 +91,21 @@ def _official_or_offline(task: TaskSpec, requested: int) -> tuple[list[dict[str,
             "used this project's own offline sample set instead: not comparable with the leaderboard",
         )
         return rows, None, info
+
+
+def _samples_folder() -> Traversable:
+    return resources.files("pytest_aienergyscore") / "data" / "samples"
+
+
+def offline_sample_set(task: TaskSpec) -> str | None:
+    """The name of our offline sample set for a task (its file without ``.jsonl``), None when none ships.
+
+    A set stands in for one official dataset and is named after it (``AIEnergyScore/text_generation`` ->
+    ``text_generation.jsonl``), so every task reading that dataset (text generation and reasoning) shares it, and
+    no list of task names is kept here beside the task table.
+    """
+    name = task.dataset.rsplit("/", 1)[-1]
+    return name if (_samples_folder() / f"{name}.jsonl").is_file() else None
 
 
 def _read_hub(name: str) -> list[dict[str, Any]]:

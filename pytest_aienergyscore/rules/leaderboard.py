@@ -45,30 +45,25 @@ from functools import cache
 from importlib import resources
 from types import MappingProxyType
 
+from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
+from pytest_aienergyscore.rules.tasks import CLASSED_TASKS
+from pytest_aienergyscore.rules.tasks import TASKS as TASK_TABLE
+
 EDITIONS: tuple[str, ...] = ("2025-02", "2025-12")
 """Leaderboard editions we ship, oldest first (the loading order matters for de-duplication)."""
-
-MODEL_CLASSES: tuple[str, ...] = ("A", "B", "C")
-"""The leaderboard's model-size classes; text generation and reasoning are binned within a class."""
-
-CLASSED_TASKS: frozenset[str] = frozenset({"text_generation", "reasoning"})
-"""Tasks whose stars are only comparable within one model class."""
 
 REASONING_EFFORTS: tuple[str, ...] = ("low", "medium", "high")
 """Effort levels that the Dec 2025 reasoning file appends to model names."""
 
-_FEB_2025_TASKS: tuple[str, ...] = (
-    "text_generation",
-    "summarization",
-    "question_answering",
-    "text_classification",
-    "sentence_similarity",
-    "image_classification",
-    "object_detection",
-    "automatic_speech_recognition",
-    "image_captioning",
-    "image_generation",
+_LEADERBOARD_TASKS: tuple[str, ...] = tuple(
+    spec.leaderboard_task for spec in TASK_TABLE.values() if spec.leaderboard_task
 )
+"""The leaderboard's tasks, in the task table's order (the one list of task names, :mod:`.rules.tasks`)."""
+
+_FEB_2025_TASKS: tuple[str, ...] = tuple(
+    spec.leaderboard_task for spec in TASK_TABLE.values() if spec.leaderboard_task and not spec.reasoning
+)
+"""The Feb 2025 edition published every task but reasoning, whose rows began in Dec 2025."""
 
 
 def _file_name(task: str) -> str:
@@ -95,22 +90,7 @@ CURRENT_EDITION: Mapping[str, str] = MappingProxyType(
 """Task -> newest edition that published it: Dec 2025 for text generation and reasoning, Feb 2025 for the rest."""
 
 TASK_FILES: Mapping[str, str] = MappingProxyType(
-    {
-        task: EDITION_FILES[CURRENT_EDITION[task]][task]
-        for task in (
-            "text_generation",
-            "reasoning",
-            "summarization",
-            "question_answering",
-            "text_classification",
-            "sentence_similarity",
-            "image_classification",
-            "object_detection",
-            "automatic_speech_recognition",
-            "image_captioning",
-            "image_generation",
-        )
-    }
+    {task: EDITION_FILES[CURRENT_EDITION[task]][task] for task in _LEADERBOARD_TASKS}
 )
 """Our task name -> CSV of the task's current edition, relative to ``pytest_aienergyscore/data/leaderboard/``."""
 

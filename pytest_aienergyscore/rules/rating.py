@@ -14,7 +14,8 @@ from typing import Any
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.rules import leaderboard as score
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
-from pytest_aienergyscore.rules.tasks import UnknownTask, get_task
+from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
+from pytest_aienergyscore.rules.tasks import CLASSED_TASKS, UnknownTask, get_task
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,12 @@ def rate(record: Record, reasons: list[str] | None = None) -> Rating:
     if partial:  # stars from part of the work would rate a workload that never ran
         return Rating(None, indicative, partial, task)
     model_class = record.model_class.upper() if record.model_class else None
-    if task in score.CLASSED_TASKS and model_class not in score.MODEL_CLASSES:
+    if task in CLASSED_TASKS and model_class not in MODEL_CLASSES:
         return Rating(None, indicative, "model class unknown (--energy-model-class)", task)
     value = record.wh_per_1000_queries()
     if value is None:
         return Rating(None, indicative, "no query count", task, model_class)
-    klass = model_class if task in score.CLASSED_TASKS else None
+    klass = model_class if task in CLASSED_TASKS else None
     bins = score.star_bins(task, klass)
     return Rating(
         stars=bins.stars(value / 1000.0),

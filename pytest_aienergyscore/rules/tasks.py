@@ -5,8 +5,10 @@ from the protocol table in :mod:`.rules.protocol`, the one source every backend 
 at it. Why each field exists:
 - ``dataset``/``columns``: which samples a query is made of;
 - ``query`` and ``unit``: what one query is and what the efficiency is counted in (samples, tokens, images);
-- ``half_precision``: text generation loads in bf16/fp16 on a GPU (the configs' ``torch_dtype``), others in fp32.
-Nothing here imports an ML library.
+- ``half_precision``: text generation loads in bf16/fp16 on a GPU (the configs' ``torch_dtype``), others in fp32;
+- ``classed``: the leaderboard compares the task's models (and bins its stars) only within one model class.
+Every other list of task names (the leaderboard's, the offline samples', the Docker command's) is derived from this
+table, so a task is added or changed in one place. Nothing here imports an ML library.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TaskSpec:
     # Extra chat-template switches a test gave (reasoning_effort="high", say): they change the protocol.
     chat_template_extra: Mapping[str, Any] = field(default_factory=dict)
     half_precision: bool = False
+    classed: bool = False
     reference_model: str | None = None
     leaderboard_task: str | None = None
 
@@ -76,8 +79,13 @@ class TaskSpec:
 
     @property
     def reasoning_kwargs(self) -> Mapping[str, Any]:
-        """Chat-template switches: the protocol's (thinking on, for reasoning) and any a test added."""
-        template = self.default_protocol.pre("chat_template") or {}
+        """Chat-template switches of the task's own protocol (thinking on, for reasoning) and any a test added."""
+        return self.chat_template_switches(self.default_protocol)
+
+    def chat_template_switches(self, protocol: Protocol) -> Mapping[str, Any]:
+        """The switches a chat template is rendered with under ``protocol`` (a variant may differ from the task's
+        own), with the ones a test added on top; ``add_generation_prompt`` is left to whoever renders the template."""
+        template = protocol.pre("chat_template") or {}
         switches = {k: v for k, v in template.items() if k != "add_generation_prompt"}
         return MappingProxyType({**switches, **self.chat_template_extra})
 
@@ -100,6 +108,7 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 query="prompt",
                 unit="tokens",
                 half_precision=True,
+                classed=True,
                 reference_model="openai/gpt-oss-20b",
                 leaderboard_task="text_generation",
             ),
@@ -113,6 +122,7 @@ TASKS: Mapping[str, TaskSpec] = MappingProxyType(
                 unit="tokens",
                 reasoning=True,
                 half_precision=True,
+                classed=True,
                 reference_model="Qwen/Qwen3-0.6B",
                 leaderboard_task="reasoning",
             ),
@@ -227,9 +237,23 @@ ALIASES: Mapping[str, str] = MappingProxyType(
         "text_to_image": "image_generation",
         "extractive_qa": "question_answering",
         "text_generation_reasoning": "reasoning",
-        **{spec.hf_task.replace("-", "_"): spec.name for spec in TASKS.values() if spec.name != "reasoning"},
+        **{spec.hf_task.replace("-", "_"): spec.name for spec in TASKS.values() if not spec.reasoning},
     }
 )
+
+CLASSED_TASKS: frozenset[str] = frozenset(spec.name for spec in TASKS.values() if spec.classed)
+"""Tasks compared within one model class (A, B, C): a class is needed to rate them or call them comparable."""
+
+
+def with_reasoning(name: str, on: bool) -> str | None:
+    """The task doing ``name``'s work with reasoning switched on or off; None when the task has no reasoning variant.
+
+    Derived from the table, not listed: a reasoning task is the task of the same pipeline with thinking on, so the
+    pipeline's two rows are the pair (text generation and reasoning today).
+    """
+    pipeline = TASKS[name].hf_task
+    variants = {spec.reasoning: spec.name for spec in TASKS.values() if spec.hf_task == pipeline}
+    return variants.get(on) if len(variants) == 2 else None
 
 
 def get_task(name: str) -> TaskSpec:

@@ -8,7 +8,8 @@ import pytest
 
 from pytest_aienergyscore.meters import Meter, Reading, WindowError
 from pytest_aienergyscore.meters import base as meter_base
-from pytest_aienergyscore.records.figures import CONFIDENCE_LOW, CONFIDENCE_OK, CONFIDENCE_UNTRUSTWORTHY, MeterInfo
+from pytest_aienergyscore.records.confidence import CONFIDENCE_LOW, CONFIDENCE_OK, CONFIDENCE_UNTRUSTWORTHY
+from pytest_aienergyscore.records.figures import MeterInfo
 
 WALL_EPOCH = 1_700_000_000.0
 

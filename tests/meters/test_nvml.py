@@ -18,11 +18,12 @@ from pytest_aienergyscore.config.settings import Settings
 from pytest_aienergyscore.meters import MeterUnavailable, create_meter, rapl
 from pytest_aienergyscore.meters import base as meter_base
 from pytest_aienergyscore.meters import nvml as nvml_module
-from pytest_aienergyscore.meters.gpu_state import IDLE_SECONDS, UNKNOWN, survey_reasons
+from pytest_aienergyscore.meters.gpu_state import IDLE_SECONDS
 from pytest_aienergyscore.meters.nvml import WRAP_MJ, NvmlMeter, load_pynvml, visible_nvml_indices
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.files import energy_summary
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.gpu_survey import UNKNOWN, survey_reasons
 from pytest_aienergyscore.session.energy_session import EnergySession
 from tests.support import fake_pynvml
 from tests.support.fake_pynvml import FakeGpu, FakeProcess, make_gpus, make_pynvml

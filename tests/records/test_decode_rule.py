@@ -12,14 +12,9 @@ from typing import Any
 
 import pytest
 
-from pytest_aienergyscore.backends.optimum.backend import WorkerRun, phases_from_report
-from pytest_aienergyscore.records.figures import (
-    DeviceEnergy,
-    Measurement,
-    derive_decode,
-    split_details,
-    split_uncertainty_j,
-)
+from pytest_aienergyscore.backends.optimum.results import WorkerRun, phases_from_report
+from pytest_aienergyscore.records.decode import derive_decode, split_details, split_uncertainty_j
+from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.files import energy_summary
 from pytest_aienergyscore.report.table import rows

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.gate.verdicts import benchmark_entry, repetition_totals_wh
+from pytest_aienergyscore.gate.baselines import benchmark_entry, repetition_totals_wh
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
-from pytest_aienergyscore.records.record import Phase, Record, combine, load_records, write_records
+from pytest_aienergyscore.records.record import Phase, Record, combine
+from pytest_aienergyscore.records.store import load_records, write_records
 from pytest_aienergyscore.report.exports import custom_smaller_is_better, junit_properties, markdown_summary
 from pytest_aienergyscore.report.files import energy_summary, summary_row
 from pytest_aienergyscore.report.table import NESTED_NOTE, render

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pytest_aienergyscore.rules.datasets import DatasetError, load_audio
+from pytest_aienergyscore.rules.datasets import DatasetError, load_audio, offline_sample_set
+from pytest_aienergyscore.rules.tasks import TASKS
 
 torch = pytest.importorskip("torch")
 
@@ -46,3 +47,15 @@ def test_a_decoder_that_fails_is_one_line_naming_it() -> None:
 
     with pytest.raises(DatasetError, match=r"^cannot decode audio from Broken: could not open the stream$"):
         load_audio(Broken())
+
+
+def test_tasks_reading_one_official_dataset_share_its_offline_sample_set() -> None:
+    sets = {name: offline_sample_set(spec) for name, spec in TASKS.items()}
+    assert {name: found for name, found in sets.items() if found} == {
+        "text_generation": "text_generation",
+        "reasoning": "text_generation",  # reasoning reads the text generation dataset
+        "sentence_similarity": "sentence_similarity",
+    }
+    for name, spec in TASKS.items():
+        if sets[name]:
+            assert spec.dataset.endswith("/" + str(sets[name]))

@@ -12,6 +12,8 @@ import pytest
 
 from pytest_aienergyscore.rules import leaderboard as score
 from pytest_aienergyscore.rules.leaderboard import PublishedResult
+from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
+from pytest_aienergyscore.rules.tasks import CLASSED_TASKS, TASKS
 
 # 246 rows as filed: 166 in the ten Feb 2025 files, 18 in Dec 2025 reasoning.csv and 62 in Dec 2025
 # text_generation.csv. The 62 include 40 re-listed Feb 2025 rows (test date "Feb 25", rounded to 6 decimals), and two
@@ -38,19 +40,8 @@ CSV_SHA256 = {
     "2025-12/text_generation.csv": "40944c24b70444e4388929830aa3b79f5a69d0bf462171e12a724dd9717db8e9",
 }
 
-ALL_TASKS = (
-    "text_generation",
-    "reasoning",
-    "summarization",
-    "question_answering",
-    "text_classification",
-    "sentence_similarity",
-    "image_classification",
-    "object_detection",
-    "automatic_speech_recognition",
-    "image_captioning",
-    "image_generation",
-)
+# Every task of the task table is on the leaderboard (the table is the one list of task names).
+ALL_TASKS = tuple(spec.leaderboard_task for spec in TASKS.values() if spec.leaderboard_task)
 
 
 def _all_published() -> list[PublishedResult]:
@@ -87,11 +78,12 @@ def test_packaged_csvs_are_byte_identical_copies() -> None:
 
 def test_task_files_cover_all_tasks_with_current_edition() -> None:
     assert tuple(score.TASK_FILES) == ALL_TASKS
+    assert len(ALL_TASKS) == len(CSV_SHA256) - 1  # one file per task, and text generation in both editions
     assert score.TASK_FILES["text_generation"] == "2025-12/text_generation.csv"
     assert score.TASK_FILES["reasoning"] == "2025-12/reasoning.csv"
     assert score.TASK_FILES["automatic_speech_recognition"] == "2025-02/asr.csv"
     for task in ALL_TASKS:
-        expected = "2025-12" if task in {"text_generation", "reasoning"} else "2025-02"
+        expected = "2025-12" if task in {"text_generation", "reasoning"} else "2025-02"  # what Dec 2025 published
         assert score.CURRENT_EDITION[task] == expected
         assert score.TASK_FILES[task].startswith(expected + "/")
         assert score.TASK_FILES[task] in CSV_SHA256
@@ -322,8 +314,8 @@ def test_results_are_well_formed_and_immutable() -> None:
         assert row.provider == row.model.split("/")[0]
         assert row.stars in {1, 2, 3, 4, 5}
         assert row.kwh_per_1k > 0
-        if row.task in score.CLASSED_TASKS:
-            assert row.model_class in {"A", "B", "C"}
+        if row.task in CLASSED_TASKS:
+            assert row.model_class in MODEL_CLASSES
         else:
             assert row.model_class is None
             assert row.reasoning_effort is None

@@ -1,74 +1,49 @@
-"""Model class of quantised checkpoints: parameters are counted unpacked, so a 4-bit model keeps its class."""
+"""AI Energy Score's model classes (A up to 20B parameters, B up to 66B, C above) and the one-GPU rule for A and B.
+
+How a parameter count is read from a model's files is tested in tests/backends/test_models.py; here, the rule alone.
+"""
 
 from __future__ import annotations
 
-import json
-import struct
-from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pytest_aienergyscore.rules import model_class as modelclass
 
 
-def _header(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
-    """A safetensors file that holds only its header (dtype and shape per tensor): all the count reads."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    for name, (dtype, shape) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+def meter_info(gpus: int) -> dict[str, Any]:
+    """What a meter says of itself: one device entry per metered GPU."""
+    return {"name": "nvml", "devices": [{"device": f"cuda:{i}", "scope": "gpu"} for i in range(gpus)]}
 
 
-def _config(folder: Path, quantization: dict[str, Any] | None) -> None:
-    config: dict[str, Any] = {"model_type": "gpt_oss"}
-    if quantization:
-        config["quantization_config"] = quantization
-    (folder / "config.json").write_text(json.dumps(config))
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [(1, "A"), (20_000_000_000, "A"), (20_000_000_001, "B"), (66_000_000_000, "B"), (66_000_000_001, "C")],
+)
+def test_class_boundaries(parameters: int, expected: str) -> None:
+    assert modelclass.classify(parameters) == expected
+    assert expected in modelclass.MODEL_CLASSES
 
 
-def test_mxfp4_experts_count_two_parameters_a_byte_and_their_scales_none(tmp_path: Path) -> None:
-    # gpt-oss-20b's shape: 24 layers of 32 experts in MXFP4 blocks (16 bytes = 32 values per block), the rest BF16
-    _config(tmp_path, {"quant_method": "mxfp4"})
-    tensors = {
-        "experts.gate_up_proj_blocks": ("U8", [24, 32, 5760, 90, 16]),
-        "experts.gate_up_proj_scales": ("U8", [24, 32, 5760, 90]),
-        "experts.down_proj_blocks": ("U8", [24, 32, 2880, 90, 16]),
-        "experts.down_proj_scales": ("U8", [24, 32, 2880, 90]),
-        "embed_tokens.weight": ("BF16", [201088, 2880]),
-        "lm_head.weight": ("BF16", [201088, 2880]),
-        "attention.weight": ("BF16", [24, 2880, 4096 * 3]),
-    }
-    _header(tmp_path / "model.safetensors", tensors)
-    packed = sum(_prod(shape) for dtype, shape in tensors.values())
-    counted = modelclass.count_from_safetensors(tmp_path)
-    assert counted is not None and counted > 20_000_000_000 > packed  # stored bytes would say class A
-    experts = 2 * (_prod([24, 32, 5760, 90, 16]) + _prod([24, 32, 2880, 90, 16]))
-    assert counted == experts + 2 * 201088 * 2880 + 24 * 2880 * 4096 * 3
-    assert modelclass.classify(counted) == "B"
+def test_gpu_count_comes_from_the_meters_devices() -> None:
+    assert modelclass.gpus_in(meter_info(2)) == 2
+    assert modelclass.gpus_in({"devices": [{"device": "cpu", "scope": "cpu"}]}) == 0
 
 
-def test_gptq_qweight_holds_eight_four_bit_values_and_its_zeros_and_scales_are_not_parameters(tmp_path: Path) -> None:
-    _config(tmp_path, {"quant_method": "gptq", "bits": 4})
-    _header(
-        tmp_path / "model.safetensors",
-        {
-            "layer.qweight": ("I32", [512, 4096]),
-            "layer.qzeros": ("I32", [32, 512]),
-            "layer.scales": ("F16", [32, 4096]),
-            "layer.g_idx": ("I32", [4096]),
-        },
-    )
-    assert modelclass.count_from_safetensors(tmp_path) == 512 * 4096 * 8
+@pytest.mark.parametrize("klass", ["A", "B"])
+def test_class_a_and_b_on_two_gpus_are_refused(klass: str) -> None:
+    with pytest.raises(modelclass.MultiGpuRefused, match=f"class {klass} models are benchmarked on one GPU") as info:
+        modelclass.check_gpu_count(klass, modelclass.gpus_in(meter_info(2)), allow_multi_gpu=False)
+    assert "--energy-allow-multi-gpu" in str(info.value) and "\n" not in str(info.value)
+    assert modelclass.check_gpu_count(klass, 2, allow_multi_gpu=True) is True
 
 
-def test_an_unquantised_model_counts_every_tensor_as_stored(tmp_path: Path) -> None:
-    _config(tmp_path, None)
-    _header(tmp_path / "model.safetensors", {"a.weight": ("BF16", [10, 10]), "a.scales": ("BF16", [3])})
-    assert modelclass.count_from_safetensors(tmp_path) == 103
+def test_a_server_on_several_gpus_is_told_to_serve_the_model_on_one() -> None:
+    with pytest.raises(modelclass.MultiGpuRefused, match="the vllm server runs on 4 GPUs; serve the model on one GPU"):
+        modelclass.check_gpu_count("A", 4, allow_multi_gpu=False, server="the vllm server")
 
 
-def _prod(shape: list[int]) -> int:
-    total = 1
-    for dim in shape:
-        total *= dim
-    return total
+@pytest.mark.parametrize(("klass", "gpus"), [("A", 1), ("B", 0), ("C", 8), (None, 2)])
+def test_what_the_rule_lets_through_unmarked(klass: str | None, gpus: int) -> None:
+    assert modelclass.check_gpu_count(klass, gpus, allow_multi_gpu=False) is False

@@ -1,10 +1,10 @@
-"""AI Energy Score's rules: model classes from files (no weights loaded), the one-GPU rule for classes A and B, every
-reason a result is not comparable with the leaderboard, and stars placed in the published bins."""
+"""AI Energy Score's rules as a benchmark meets them: the one-GPU rule for classes A and B end to end, every reason a
+result is not comparable with the leaderboard, and stars placed in the published bins. The class rule alone is in
+tests/rules/test_model_class.py; the parameter count it is given, in tests/backends/test_models.py."""
 
 from __future__ import annotations
 
 import json
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +18,6 @@ from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.files import energy_summary
 from pytest_aienergyscore.report.table import INDICATIVE_NOTE, render
 from pytest_aienergyscore.rules import leaderboard as score
-from pytest_aienergyscore.rules import model_class as modelclass
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.rating import rate
 from pytest_aienergyscore.rules.tasks import get_task
@@ -34,150 +33,11 @@ TINY_TEXT = REPO / ".cache" / "tiny-models" / "text_generation"
 H100 = "NVIDIA H100 80GB HBM3"
 
 
-# -- model classes ----------------------------------------------------------------------------------------------------
-
-
-def write_safetensors_header(path: Path, shapes: dict[str, list[int]]) -> Path:
-    """A safetensors file holding only its header: enough to count parameters, and nothing else is read."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in shapes.items():
-        size = 2
-        for dim in shape:
-            size *= dim
-        header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
-    return path
-
-
-@pytest.mark.parametrize(
-    ("parameters", "expected"),
-    [(1, "A"), (20_000_000_000, "A"), (20_000_000_001, "B"), (66_000_000_000, "B"), (66_000_000_001, "C")],
-)
-def test_class_boundaries(parameters: int, expected: str) -> None:
-    assert modelclass.classify(parameters) == expected
-
-
-def test_a_35b_checkpoint_is_class_b_from_its_header_alone(tmp_path: Path) -> None:
-    # 35 billion parameters declared; the file is a few hundred bytes, so nothing but the header can have been read.
-    write_safetensors_header(tmp_path / "model.safetensors", {"a": [35_000, 1_000_000], "b": [7]})
-    assert (tmp_path / "model.safetensors").stat().st_size < 1000
-    assert modelclass.count_parameters(tmp_path) == (35_000_000_007, "safetensors headers")
-    size = modelclass.model_size([str(tmp_path)])
-    assert (size.model_class, size.parameters) == ("B", 35_000_000_007)
-    assert size.class_source == "35,000,000,007 parameters (safetensors headers)"
-
-
-def test_sharded_checkpoint_counts_every_shard_the_index_names(tmp_path: Path) -> None:
-    write_safetensors_header(tmp_path / "model-00001-of-00002.safetensors", {"x": [40_000, 1_000_000]})
-    write_safetensors_header(tmp_path / "model-00002-of-00002.safetensors", {"y": [30_000, 1_000_000]})
-    write_safetensors_header(tmp_path / "stray.safetensors", {"z": [10**6]})  # not in the index: not counted
-    weight_map = {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    assert modelclass.count_parameters(tmp_path) == (70_000_000_000, "safetensors headers")
-    assert modelclass.model_size([str(tmp_path)]).model_class == "C"
-
-
-def test_a_missing_shard_falls_back_to_the_config_estimate(tmp_path: Path) -> None:
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "gone.safetensors"}}))
-    (tmp_path / "config.json").write_text(json.dumps(LLAMA3_8B))
-    parameters, source = modelclass.count_parameters(tmp_path) or (0, "")
-    assert source == "config.json estimate" and 7.9e9 < parameters < 8.2e9
-
-
-# Published dimensions of well-known models, and their parameter counts (from their model cards).
-LLAMA3_8B = {
-    "hidden_size": 4096,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "intermediate_size": 14336,
-    "vocab_size": 128256,
-    "hidden_act": "silu",
-    "tie_word_embeddings": False,
-}
-LLAMA3_70B = {**LLAMA3_8B, "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64}
-LLAMA3_70B["intermediate_size"] = 28672
-MIXTRAL_8X7B = {**LLAMA3_8B, "vocab_size": 32000, "num_local_experts": 8}
-
-
-@pytest.mark.parametrize(
-    ("config", "published", "klass"),
-    [(LLAMA3_8B, 8.03e9, "A"), (LLAMA3_70B, 70.6e9, "C"), (MIXTRAL_8X7B, 46.7e9, "B")],
-    ids=["llama3-8b", "llama3-70b", "mixtral-8x7b"],
-)
-def test_config_estimate_is_within_two_percent(config: dict[str, Any], published: float, klass: str) -> None:
-    estimate = modelclass.estimate_from_config(config)
-    assert estimate is not None and abs(estimate - published) / published < 0.02
-    assert modelclass.classify(estimate) == klass
-
-
-def test_config_without_dimensions_gives_no_estimate() -> None:
-    assert modelclass.estimate_from_config({"model_type": "vit", "image_size": 224}) is None
-
-
-def test_a_hub_id_in_the_local_cache_is_found_without_downloading(tmp_path: Path, monkeypatch) -> None:
-    cache = tmp_path / "hub"
-    snapshot = cache / "models--org--big-model" / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
-    (cache / "models--org--big-model" / "refs").mkdir()
-    (cache / "models--org--big-model" / "refs" / "main").write_text("0123abcd")
-    write_safetensors_header(snapshot / "model.safetensors", {"w": [25_000, 1_000_000]})
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert modelclass.local_model_folder("org/big-model") == snapshot
-    assert modelclass.model_size(["org/big-model"]).model_class == "B"
-    assert modelclass.local_model_folder("org/not-cached") is None
-    assert modelclass.model_size(["org/not-cached"]) == modelclass.ModelSize()
-
-
-def test_the_option_decides_the_class_and_the_count_is_kept(tmp_path: Path) -> None:
-    write_safetensors_header(tmp_path / "model.safetensors", {"w": [1000, 1000]})
-    size = modelclass.model_size([str(tmp_path)], override="c")
-    assert (size.model_class, size.class_source, size.parameters) == ("C", "--energy-model-class", 1_000_000)
-    assert modelclass.model_size(["http://a-vllm-endpoint/v1"], override="B").model_class == "B"
-
-
-def test_a_loaded_models_count_is_the_last_resort() -> None:
-    size = modelclass.model_size(["nobody/nothing"], loaded=70_000_000_000)
-    assert (size.model_class, size.parameters_source) == ("C", "loaded model")
-
-
-def test_tiny_model_is_class_a_by_its_safetensors() -> None:
-    build_tiny_model("text_generation", TINY_TEXT)
-    size = modelclass.model_size([str(TINY_TEXT)])
-    assert size.model_class == "A" and size.parameters_source == "safetensors headers"
-    config = json.loads((TINY_TEXT / "config.json").read_text())
-    estimate = modelclass.estimate_from_config(config)
-    assert estimate is not None and size.parameters is not None
-    assert abs(estimate - size.parameters) / size.parameters < 0.05  # the estimate leaves out the norms only
-
-
-# -- the one-GPU rule ---------------------------------------------------------------------------------------------
+# -- the one-GPU rule, end to end -----------------------------------------------------------------------------------
 
 
 def fake_meter_info(gpus: int) -> dict[str, Any]:
     return {"name": "nvml", "devices": [{"device": f"cuda:{i}", "scope": "gpu", "name": H100} for i in range(gpus)]}
-
-
-def test_gpu_count_comes_from_the_meters_devices() -> None:
-    assert modelclass.gpus_in(fake_meter_info(2)) == 2
-    assert modelclass.gpus_in({"devices": [{"device": "cpu", "scope": "cpu"}]}) == 0
-
-
-@pytest.mark.parametrize("klass", ["A", "B"])
-def test_class_a_and_b_on_two_gpus_are_refused(klass: str) -> None:
-    with pytest.raises(modelclass.MultiGpuRefused, match=f"class {klass} models are benchmarked on one GPU") as info:
-        modelclass.check_gpu_count(klass, modelclass.gpus_in(fake_meter_info(2)), allow_multi_gpu=False)
-    assert "--energy-allow-multi-gpu" in str(info.value) and "\n" not in str(info.value)
-    assert modelclass.check_gpu_count(klass, 2, allow_multi_gpu=True) is True
-
-
-@pytest.mark.parametrize(("klass", "gpus"), [("A", 1), ("B", 0), ("C", 8), (None, 2)])
-def test_what_the_rule_lets_through_unmarked(klass: str | None, gpus: int) -> None:
-    assert modelclass.check_gpu_count(klass, gpus, allow_multi_gpu=False) is False
 
 
 MULTI_GPU_BENCH = """

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pytest_aienergyscore.config.dcgm_selector import Selector, SelectorError, Term, parse_selector
 from pytest_aienergyscore.meters.base import Meter, MeterUnavailable, Reading, now
 from pytest_aienergyscore.meters.dcgm.sources import (
     DEFAULT_TIMEOUT_S,
@@ -51,55 +52,16 @@ READ_LOG_SIZE = 64
 FACT_LABELS = ("pci_bus_id", "namespace", "pod", "container")
 
 
-@dataclass(frozen=True)
-class Term:
-    """One term of ``--energy-dcgm-gpus``: a UUID, an index (on one host or on every host), or ``label=value``."""
-
-    text: str
-    kind: str
-    value: str
-    host: str | None = None
-    label: str | None = None
-
-    def matches(self, gpu: Gpu) -> bool:
-        if self.kind == "uuid":
-            return gpu.uuid.lower() == self.value.lower()
-        if self.kind == "index":
-            return gpu.index == self.value and self.host in (None, gpu.host)
-        return self.label is not None and gpu.labels.get(self.label) == self.value
-
-
-@dataclass(frozen=True)
-class Selector:
-    """Which GPUs to meter: a PromQL label selector sent to Prometheus, or terms matched here against labels."""
-
-    text: str = ""
-    promql: str = ""
-    terms: tuple[Term, ...] = ()
-
-
-def parse_selector(text: str | None) -> Selector:
-    """``{...}`` goes to Prometheus as it is; anything else is comma-separated terms (any of them selects a GPU)."""
-    text = (text or "").strip()
-    if not text:
-        return Selector()
-    if text.startswith("{") and text.endswith("}"):
-        return Selector(text, promql=text)
-    return Selector(text, terms=tuple(_term(part.strip()) for part in text.split(",")))
-
-
-def _term(text: str) -> Term:
-    label, eq, value = text.partition("=")
-    if eq and label.isidentifier() and value:
-        return Term(text, "label", value, label=label)
-    if text.upper().startswith(("GPU-", "MIG-")):
-        return Term(text, "uuid", text)
-    host, colon, index = text.rpartition(":")
-    if index.isdigit() and (host or not colon):
-        return Term(text, "index", index, host=host or None)
-    raise MeterUnavailable(
-        f"--energy-dcgm-gpus: {text!r} is no GPU UUID (GPU-...), index (0), host:index (node-1:0) or label=value"
-    )
+def _parse_selector(text: str | None) -> Selector:
+    """``--energy-dcgm-gpus`` parsed by config's grammar (the one the option was checked with at start-up); a meter
+    built directly, not through Settings, gets a MeterUnavailable that names the bad term."""
+    try:
+        return parse_selector(text)
+    except SelectorError as err:
+        raise MeterUnavailable(
+            f"--energy-dcgm-gpus: {err.term!r} is no GPU UUID (GPU-...), index (0), host:index (node-1:0) "
+            "or label=value"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -148,16 +110,20 @@ def select_gpus(found: Sequence[tuple[Source, Sequence[Series]]], selector: Sele
     candidates = [Gpu("", position, source, series) for position, (source, many) in enumerate(found) for series in many]
     chosen = candidates
     if selector.terms:
-        unmatched = [t.text for t in selector.terms if not any(t.matches(g) for g in candidates)]
+        unmatched = [t.text for t in selector.terms if not any(_selects(t, g) for g in candidates)]
         if unmatched:
             raise MeterUnavailable(
                 f"--energy-dcgm-gpus {selector.text!r}: {', '.join(map(repr, unmatched))} matches no GPU; the URLs "
                 f"publish {_listing(candidates)}"
             )
-        chosen = [g for g in candidates if any(t.matches(g) for t in selector.terms)]
+        chosen = [g for g in candidates if any(_selects(t, g) for t in selector.terms)]
     chosen = _one_series_per_counter(chosen)
     _refuse_duplicates(chosen)
     return _with_keys(chosen)
+
+
+def _selects(term: Term, gpu: Gpu) -> bool:
+    return term.matches(uuid=gpu.uuid, index=gpu.index, host=gpu.host, labels=gpu.labels)
 
 
 def _one_series_per_counter(gpus: Sequence[Gpu]) -> list[Gpu]:
@@ -299,7 +265,7 @@ class DcgmMeter(Meter):
         if not urls:
             raise MeterUnavailable("no DCGM source: give --energy-dcgm-url URL (an exporter's /metrics or Prometheus)")
         self.sources = tuple(_source(url) for url in urls)
-        self.selector = parse_selector(selector)
+        self.selector = _parse_selector(selector)
         self._refuse_promql_for_exporters()
         self.max_age_s = max_age_s
         self.timeout_s = timeout_s

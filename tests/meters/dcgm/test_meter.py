@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from pytest_aienergyscore.meters import MeterUnavailable, create_meter
-from pytest_aienergyscore.meters.dcgm.meter import DcgmMeter, increase, parse_selector
+from pytest_aienergyscore.meters.dcgm.meter import DcgmMeter, increase
 from pytest_aienergyscore.meters.dcgm.sources import METRIC, make_source, public_url
 from pytest_aienergyscore.records.figures import Measurement
 
@@ -321,9 +321,16 @@ def test_a_selector_term_matching_no_gpu_is_an_error_listing_what_is_there(two_h
     assert "node-1:0 (GPU-" in str(err.value) and "node-2:0 (GPU-" in str(err.value)
 
 
-def test_a_malformed_selector_term_is_an_error() -> None:
-    with pytest.raises(MeterUnavailable, match="'node-1' is no GPU UUID"):
-        parse_selector("node-1")
+def test_a_malformed_selector_term_is_an_error_before_any_url_is_read() -> None:
+    with pytest.raises(MeterUnavailable, match=r"^--energy-dcgm-gpus: 'node-1' is no GPU UUID \(GPU-\.\.\.\), index"):
+        DcgmMeter([closed_port_url()], "0,node-1")
+
+
+def test_a_host_named_gpu_something_selects_by_host_and_index_not_by_uuid(serve) -> None:
+    exporter = Exporter([gpu("gpu-node-1", 0), gpu("gpu-node-1", 1)])
+    meter = DcgmMeter([serve(exporter).url()], "gpu-node-1:1")
+    assert meter.selector.terms[0].kind == "index"
+    assert sorted(meter.device_scopes()) == ["gpu-node-1/gpu1"]
 
 
 def test_a_promql_selector_needs_a_prometheus_url(two_hosts) -> None:
