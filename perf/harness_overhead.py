@@ -32,6 +32,7 @@ def main() -> int:
 
     import torch
 
+    from pytest_aienergyscore.backends.base import BenchmarkRequest
     from pytest_aienergyscore.backends.pytorch.backend import PytorchBackend
     from pytest_aienergyscore.config.settings import Settings
     from pytest_aienergyscore.meters.estimate import process_cpu_seconds
@@ -39,7 +40,7 @@ def main() -> int:
     from pytest_aienergyscore.rules.tasks import get_task
     from pytest_aienergyscore.session.energy_meter import EnergyRecorder
     from pytest_aienergyscore.session.energy_session import EnergySession
-    from pytest_aienergyscore.session.runner import BackendCache, BenchmarkRequest, run_benchmark
+    from pytest_aienergyscore.session.runner import BackendCache, run_benchmark
 
     task = get_task("text_generation")
     model = "HuggingFaceTB/SmolLM2-135M-Instruct"

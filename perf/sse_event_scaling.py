@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from pytest_aienergyscore.backends.vllm.backend import StreamReader
+from pytest_aienergyscore.backends.vllm.stream import StreamReader
 
 SIZES_MB = (0.5, 1.0, 2.0, 3.9)
 MAX_RATIO = 3.0

@@ -11,7 +11,7 @@ from functools import cache
 from importlib.metadata import EntryPoint
 
 from pytest_aienergyscore.backends.base import Backend, BackendError, LoadRequest, ModelUnavailable, PhaseWork, Prepared
-from pytest_aienergyscore.config.settings import BACKEND_ENTRY_POINTS, registered_entry_points
+from pytest_aienergyscore.config.registry import BACKEND_ENTRY_POINTS, registered_entry_points
 
 __all__ = [
     "ENTRY_POINT_GROUP",

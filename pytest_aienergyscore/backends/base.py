@@ -7,11 +7,9 @@ and a vLLM server alike.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pytest_aienergyscore.rules.protocol import Protocol
@@ -67,6 +65,39 @@ class LoadRequest:
         return self.task.protocol_for(model_type, self.variant)
 
 
+@dataclass
+class BenchmarkRequest:
+    """One benchmark as the session asks for it: what the runner loops over, and what a backend that runs the
+    protocol itself (``run_own_protocol``) receives whole."""
+
+    task: TaskSpec
+    model: str
+    processor: str | None = None
+    dataset: str | None = None
+    samples: int | None = None
+    repeat: int = 1
+    warmup: int = 10
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+    model_class: str | None = None  # --energy-model-class: wins over the counted class
+    allow_multi_gpu: bool = False
+    variant: str | None = None  # a named protocol variant of our own (recorded, never comparable)
+
+    backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
+
+    def load_request(self) -> LoadRequest:
+        return LoadRequest(
+            self.model,
+            self.processor,
+            self.task,
+            self.device,
+            self.trust_remote_code,
+            self.backend_options,
+            self.variant,
+        )
+
+
 class Backend(ABC):
     """One way of generating a task's work. Subclasses are created through :func:`..backends.create_backend`."""
 
@@ -111,15 +142,3 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Free the model (the runner keeps at most one loaded)."""
-
-
-def local_model_type(path: str | None) -> str | None:
-    """``model_type`` from a local folder's config.json: it picks T5-family protocols. None when it cannot be read."""
-    if not path:
-        return None
-    config = Path(path) / "config.json"
-    try:
-        value = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(value) if value else None

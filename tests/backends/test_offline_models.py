@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
+from pytest_aienergyscore.backends.models import resolve_model_path, substitute_facts
 from pytest_aienergyscore.backends.offline_models import SMOLLM2_ID
-from pytest_aienergyscore.backends.pytorch.backend import resolve_model_path, substitute_facts
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.rules.comparability import rules_reasons
 

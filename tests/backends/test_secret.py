@@ -15,7 +15,7 @@ import pytest
 from _pytest._io.saferepr import saferepr
 
 from pytest_aienergyscore.backends.secret import MASK, Secret, redact
-from pytest_aienergyscore.backends.vllm.backend import StreamReader, error_message
+from pytest_aienergyscore.backends.vllm.stream import StreamReader, error_message
 from tests.support.hostile_servers import Request, Writer, answer, hostile_server
 from tests.support.servers import files_containing
 

@@ -23,7 +23,8 @@ import pytest
 from pytest_aienergyscore.cli.main import main as cli_main
 from pytest_aienergyscore.records.atomic import WriteFailed, write_json
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
-from pytest_aienergyscore.records.record import Phase, Record, RecordStore, read_store, record_line
+from pytest_aienergyscore.records.record import Phase, Record
+from pytest_aienergyscore.records.store import RecordStore, read_store, record_line
 from pytest_aienergyscore.report.plot import MAX_ROWS, panels, session_rows
 
 resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE stands in for a full disk (POSIX only)")

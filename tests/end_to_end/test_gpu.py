@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from pytest_aienergyscore.meters import MeterUnavailable
-from pytest_aienergyscore.meters.gpu_state import IDLE_SECONDS, UNKNOWN, other_processes
+from pytest_aienergyscore.meters.gpu_state import IDLE_SECONDS, other_processes
 from pytest_aienergyscore.meters.nvml import NvmlMeter, load_pynvml, visible_nvml_indices
+from pytest_aienergyscore.rules.gpu_survey import UNKNOWN
 
 pytestmark = pytest.mark.gpu
 
@@ -290,7 +291,8 @@ def test_a_process_holding_cuda_memory_is_found_by_gpu_pids(torch: Any, nvml: An
 
 
 def test_a_local_server_is_located_on_the_gpu_its_process_holds(torch: Any, nvml: Any) -> None:
-    from pytest_aienergyscore.backends.vllm.backend import locate_server, parse_endpoint
+    from pytest_aienergyscore.backends.vllm.endpoint import parse_endpoint
+    from pytest_aienergyscore.backends.vllm.server import locate_server
 
     server = subprocess.Popen([sys.executable, "-c", CUDA_SERVER], stdout=subprocess.PIPE, text=True)
     try:

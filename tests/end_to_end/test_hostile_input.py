@@ -31,14 +31,9 @@ from typing import Any
 import pytest
 
 from pytest_aienergyscore.backends import LoadRequest, PhaseWork
-from pytest_aienergyscore.backends.vllm import backend as vllm_backend
-from pytest_aienergyscore.backends.vllm.backend import (
-    MAX_EVENT_BYTES,
-    RequestFailed,
-    StreamReader,
-    VllmBackend,
-    _result,
-)
+from pytest_aienergyscore.backends.vllm import client as vllm_client
+from pytest_aienergyscore.backends.vllm.backend import VllmBackend
+from pytest_aienergyscore.backends.vllm.stream import MAX_EVENT_BYTES, RequestFailed, StreamReader, checked_result
 from pytest_aienergyscore.cli.docker import ARGUMENTS_FILE, build_plan, write_benchmark
 from pytest_aienergyscore.cli.main import main as cli_main
 from pytest_aienergyscore.report.archive import MANIFEST, build_archive, verify_archive
@@ -171,7 +166,7 @@ def test_a_server_that_keeps_sending_without_finishing_is_given_up_at_the_deadli
 
 
 def test_the_python_3_10_deadline_times_out_and_lets_other_cancellations_through() -> None:
-    from pytest_aienergyscore.backends.vllm.backend import _within_py310
+    from pytest_aienergyscore.backends.vllm.client import _within_py310
 
     async def slow(seconds: float) -> str:
         async with _within_py310(seconds):
@@ -223,7 +218,7 @@ def run_direct(url: str, samples: int = 3, tokens: int = 4) -> PhaseWork:
 
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(vllm_client, "BACKOFF_S", 0.01)
 
 
 def keep_alive_answer(request: Request, usage: dict[str, Any] | None = None, text: str = "a") -> bytes:
@@ -421,7 +416,7 @@ def test_usage_checks_let_honest_counts_through() -> None:
     reader = StreamReader()
     reader.feed(b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2,', 1.0)
     reader.feed(b'"completion_tokens":9}}\n\n', 2.0)
-    result = _result(reader, 0.0, 3.0, 0, limit=9)
+    result = checked_result(reader, 0.0, 3.0, 0, limit=9)
     assert (result.completion_tokens, result.prompt_tokens, result.from_usage) == (9, 2, True)
 
 
@@ -788,7 +783,7 @@ wait
 DRIVER = """
 import sys
 from pathlib import Path
-from pytest_aienergyscore.backends.optimum.backend import run_worker
+from pytest_aienergyscore.backends.optimum.launch import run_worker
 config = {"name": "x", "backend": {"device": "cpu"}, "scenario": {}}
 run_worker(Path(sys.argv[1]), config, Path(sys.argv[2]), local_dataset=False)
 """

@@ -3,7 +3,7 @@
     python -m pytest_aienergyscore.backends.optimum.worker REQUEST.json
 
 optimum-benchmark 0.6.0 needs ``transformers<5`` and codecarbon, which cannot live beside the pytorch backend's stack,
-so the plugin (:mod:`.optimum`) writes a request, starts this module with that environment's python, and reads back
+so the plugin (:mod:`.backend`) writes a request, starts this module with that environment's python, and reads back
 the files it leaves in the run folder. This module therefore imports only the standard library at module level and
 optimum_benchmark (with what its environment has) inside :func:`main`; it must never import the rest of the plugin.
 
@@ -16,7 +16,7 @@ What it changes in optimum-benchmark, and why:
 - the memory tracker stays off: it starts a process inside every energy window;
 - the preprocessed dataset is counted (samples, input tokens) after its window closes, so counts come from the
   tokenizer optimum-benchmark used, at no cost to any metered phase;
-- the work of each metered phase is counted as it happens (:mod:`.optimum_worker_work`): samples, generate calls
+- the work of each metered phase is counted as it happens (:mod:`.worker_work`): samples, generate calls
   and the new tokens each produced, model forward calls, images and scheduler steps; a configuration says what was
   asked, not what ran, and the parity tests compare these counts with the pytorch backend's.
 

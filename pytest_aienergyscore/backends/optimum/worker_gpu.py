@@ -1,7 +1,7 @@
 """Inside the optimum worker: which GPUs codecarbon read, and which GPUs the model ran on, by NVML UUID.
 
 The plugin accepts codecarbon's GPU figure as NVML's counter only when these are the same GPUs (see
-:mod:`.optimum_gpu`). This module runs in optimum-benchmark's environment beside :mod:`.optimum_worker`: the
+:mod:`.gpu`). This module runs in optimum-benchmark's environment beside :mod:`.worker`: the
 standard library at module level, torch and pynvml (both there) inside the functions, nothing else of the plugin.
 """
 

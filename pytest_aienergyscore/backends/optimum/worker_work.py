@@ -6,7 +6,7 @@ counts, per metered window: samples, generate calls and the new tokens each prod
 and their size, scheduler steps. The parity tests (``tests/test_protocol_parity.py``) compare these counts with the
 pytorch backend's, key for key. Counting reads tensor shapes and list lengths only.
 
-This module runs in optimum-benchmark's environment beside :mod:`.optimum_worker`: the standard library at module
+This module runs in optimum-benchmark's environment beside :mod:`.worker`: the standard library at module
 level, and it wraps what it is handed (the scenario class, a backend, transformers' generation class).
 """
 

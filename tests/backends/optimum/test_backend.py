@@ -16,40 +16,30 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from pytest_aienergyscore.backends import BackendError
-from pytest_aienergyscore.backends.optimum.backend import (
-    OptimumBackend,
+from pytest_aienergyscore.backends.optimum.backend import OptimumBackend
+from pytest_aienergyscore.backends.optimum.experiment import (
     ResolvedModel,
-    WorkerRun,
     build_request,
-    check_environment,
-    codecarbon_note,
     config_yaml,
-    cpu_energy_kind,
     dataset_for_optimum,
     generation_kwargs,
-    gpu_metadata,
-    last_meaningful_line,
     optimum_device,
-    phases_from_report,
-    run_worker,
     transformers4_processor,
-    worker_failure,
 )
 from pytest_aienergyscore.backends.optimum.gpu import CounterRead, CounterSpan, counter_span, gpu_cross_check
-from pytest_aienergyscore.backends.optimum.worker_gpu import (
-    codecarbon_gpus,
-    cuda_uuid,
-    gpu_facts,
-    model_devices,
-    visible_uuid,
+from pytest_aienergyscore.backends.optimum.launch import run_worker
+from pytest_aienergyscore.backends.optimum.results import (
+    WorkerRun,
+    codecarbon_note,
+    cpu_energy_kind,
+    gpu_metadata,
+    phases_from_report,
 )
-from pytest_aienergyscore.config.settings import build_settings
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.report.files import write_run_folder
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
@@ -639,148 +629,6 @@ def test_without_nvml_here_the_gpu_run_goes_on_and_says_why_nothing_was_cross_ch
     )
     [check] = gpu_metadata([run])["gpu_cross_check"]
     assert check["skipped"].startswith("our NVML reading around the worker failed: NVML could not start: Driver Not")
-
-
-# -- inside the worker: which GPU codecarbon read, which GPU the model ran on ------------------------------------------
-
-
-class GPU:  # named as codecarbon's GPU hardware class, which the worker looks for
-    def __init__(self, ids: list[int], devices: list[Any]) -> None:
-        self._ids, self.devices = ids, SimpleNamespace(devices=devices)
-
-    def _get_gpu_ids(self) -> list[int]:
-        return self._ids
-
-
-def test_the_gpus_codecarbon_read_are_named_by_the_uuid_of_its_own_handles(monkeypatch: pytest.MonkeyPatch) -> None:
-    nvml = make_pynvml(make_gpus(3))
-    monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")  # NVML ignores it: codecarbon's ids are NVML indices
-    nvml.nvmlInit()
-    devices = [SimpleNamespace(gpu_index=i, handle=nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(3)]
-    devices[1]._use_power_fallback = True
-    tracker = SimpleNamespace(_hardware=[SimpleNamespace(), GPU([1], devices)])
-    found = codecarbon_gpus([tracker])
-    assert found["tracked_uuids"] == [UUIDS[1]] and found["power_fallback"] == [True]
-    assert found["codecarbon_gpus"] == [{"nvml_index": 1, "uuid": UUIDS[1], "power_fallback": True}]
-
-
-CODECARBON_CONTRACT = """
-import json, sys
-from types import SimpleNamespace
-from tests.support.fake_pynvml import make_gpus, make_pynvml
-gpus = make_gpus(3)
-gpus[2].energy_mj = None  # no counter: codecarbon averages power samples
-sys.modules["pynvml"] = make_pynvml(gpus)
-from codecarbon.external.hardware import GPU
-from pytest_aienergyscore.backends.optimum.worker_gpu import codecarbon_gpus
-print(json.dumps(codecarbon_gpus([SimpleNamespace(_hardware=[GPU.from_utils(gpu_ids=[1, 2])])])))
-"""
-
-
-@needs_env
-def test_the_worker_reads_real_codecarbons_gpu_hardware_as_it_is_built() -> None:
-    """codecarbon's GPU internals (its ids, devices, handles, fallback flag) as the worker reads them, from the real
-    codecarbon in the optimum environment over fake NVML: if codecarbon renames them, this fails here, not on a GPU."""
-    done = subprocess.run(
-        [str(OPTIMUM_PYTHON), "-s", "-c", CODECARBON_CONTRACT],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["tracked_uuids"] == UUIDS[1:]  # NVML indices 1 and 2, exactly the handles codecarbon holds
-    assert found["power_fallback"] == [False, True]
-
-
-def test_the_models_devices_are_where_its_weights_are() -> None:
-    split = SimpleNamespace(parameters=lambda: [SimpleNamespace(device="cuda:1"), SimpleNamespace(device="cuda:0")])
-    assert model_devices(split) == ["cuda:0", "cuda:1"]
-    assert model_devices(SimpleNamespace(device="cuda:0")) == ["cuda:0"]  # a diffusers pipeline
-    assert model_devices(SimpleNamespace(parameters=lambda: [SimpleNamespace(device="cpu")])) == []
-    assert model_devices(None) == []
-
-
-def test_a_cuda_device_is_named_by_torchs_uuid_or_through_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pynvml", make_pynvml(make_gpus(3)))
-    props = {0: SimpleNamespace(uuid=UUIDS[2][4:]), 1: SimpleNamespace()}  # torch gives the UUID without "GPU-"
-    cuda = SimpleNamespace(current_device=lambda: 0, get_device_properties=lambda i: props[i])
-    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
-    assert cuda_uuid("cuda:0") == cuda_uuid("cuda") == UUIDS[2]
-    assert cuda_uuid("cuda:1") == UUIDS[0]  # no UUID from torch: ordinal 1 is NVML index 0 under "2,0"
-    assert visible_uuid(0, UUIDS[1][:12]) == UUIDS[1] and visible_uuid(1, None) == UUIDS[1]
-    with pytest.raises(LookupError, match="CUDA device 2 is not among CUDA_VISIBLE_DEVICES=2,0"):
-        visible_uuid(2, "2,0")
-
-
-def test_facts_the_worker_cannot_read_become_a_problem_line_not_a_failure() -> None:
-    broken = SimpleNamespace(_hardware=[GPU([0], [SimpleNamespace(gpu_index=0)])])  # no handle: codecarbon moved on
-    facts = gpu_facts([broken], [])
-    assert "which GPUs codecarbon read: AttributeError" in facts["problem"]
-    assert "no model weights were found on a CUDA device" in facts["problem"]
-    assert facts["model_uuids"] == []
-
-
-# -- failures ---------------------------------------------------------------------------------------------------------
-
-HYDRA_STYLE_LOG = """[2026-11-28 12:00:00][backend][INFO] - + Loading model
-Traceback (most recent call last):
-  File "/venv/lib/python3.11/site-packages/optimum_benchmark/cli.py", line 97, in main
-    report = Benchmark.launch(config)
-             ^^^^^^^^^^^^^^^^^^^^^^^^
-OSError: Error no file named model.safetensors found in directory /models/broken.
-
-Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
-"""
-
-
-def test_the_last_meaningful_log_line_is_the_exception() -> None:
-    assert last_meaningful_line(HYDRA_STYLE_LOG) == (
-        "OSError: Error no file named model.safetensors found in directory /models/broken."
-    )
-
-
-def test_worker_failure_is_one_line_naming_the_log(tmp_path: Path) -> None:
-    (tmp_path / "optimum.log").write_text(HYDRA_STYLE_LOG)
-    error = worker_failure(1, tmp_path, Path("/env/bin/python"))
-    assert str(error) == (
-        "optimum-benchmark failed: OSError: Error no file named model.safetensors found in directory /models/broken. "
-        f"(log: {tmp_path / 'optimum.log'})"
-    )
-    (tmp_path / "worker_error.json").write_text(json.dumps({"type": "TypeError", "message": "bad\nsecond line"}))
-    assert "failed: TypeError: bad (log:" in str(worker_failure(1, tmp_path, Path("/env/bin/python")))
-    assert "killed by SIGKILL (out of memory?)" in str(worker_failure(-9, tmp_path, Path("/env/bin/python")))
-    broken = str(worker_failure(3, tmp_path, Path("/env/bin/python")))
-    assert broken.startswith("optimum environment /env/bin/python is broken (TypeError: bad)")
-
-
-def test_missing_or_broken_environment_says_how_to_create_one(tmp_path: Path) -> None:
-    hint = "create it with bash scripts/setup_optimum_env.sh or point --optimum-python at one"
-    with pytest.raises(BackendError, match="optimum environment not found") as missing:
-        check_environment(None)
-    assert hint in str(missing.value)
-    with pytest.raises(BackendError, match=f"optimum environment {tmp_path / 'nope'} not found") as absent:
-        check_environment(tmp_path / "nope")
-    assert hint in str(absent.value)
-    # this test's own python is a real interpreter without optimum-benchmark: a broken optimum environment
-    with pytest.raises(BackendError, match=r"is broken \(optimum-benchmark is not installed") as broken:
-        check_environment(Path(sys.executable))
-    assert hint in str(broken.value)
-
-
-def test_default_environment_is_dot_venv_optimum_under_the_rootdir(tmp_path: Path) -> None:
-    assert build_settings({}, {}, {}, cwd=tmp_path, rootdir=tmp_path).optimum_python is None
-    python = tmp_path / ".venv-optimum" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text("")
-    assert build_settings({}, {}, {}, cwd=tmp_path / "sub", rootdir=tmp_path).optimum_python == python
-    given = build_settings({"energy_optimum_python": "env/bin/python"}, {}, {}, cwd=tmp_path / "c", rootdir=tmp_path)
-    assert given.optimum_python == tmp_path / "c" / "env" / "bin" / "python"
-    ini = build_settings({}, {"energy_optimum_python": "i/bin/python"}, {}, cwd=tmp_path / "c", rootdir=tmp_path)
-    assert ini.optimum_python == tmp_path / "i" / "bin" / "python"
 
 
 # -- transformers 5 folders for transformers 4 ---------------------------------------------------------------------

@@ -1,15 +1,12 @@
 """The vllm backend against a real OpenAI-compatible server (``transformers serve`` with a tiny model built offline),
 driven as a user would drive it: a benchmark file run by pytest with ``--backend vllm``, then the files it leaves
 are read. Faults come from a proxy between the client and the real server; bad input from real endpoints that are
-wrong in one way each. The pure parts (endpoint forms, request fields, stream parsing) are checked directly."""
+wrong in one way each. The pure parts are checked directly beside their modules' tests: test_endpoint, test_fields,
+test_stream, test_server and test_summary."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,26 +17,14 @@ import pytest
 
 from pytest_aienergyscore.backends import BackendError, LoadRequest
 from pytest_aienergyscore.backends.vllm import backend as vllm_backend
-from pytest_aienergyscore.backends.vllm.backend import (
-    GENERIC,
-    TRANSFORMERS,
-    VLLM,
-    Load,
-    Result,
-    SteadyState,
-    StreamReader,
-    VllmBackend,
-    generation_fields,
-    is_local_host,
-    parse_endpoint,
-    query_fields,
-    steady_state_details,
-)
+from pytest_aienergyscore.backends.vllm import client as vllm_client
+from pytest_aienergyscore.backends.vllm.backend import VllmBackend
+from pytest_aienergyscore.backends.vllm.fields import TRANSFORMERS
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.tasks import get_task
-from tests.support.fake_pynvml import NVML_ERROR_NOT_SUPPORTED, FakeGpu, FakeProcess, make_gpus, make_pynvml
+from tests.support.fake_pynvml import FakeGpu, FakeProcess, make_gpus, make_pynvml
 from tests.support.servers import (
     Server,
     fault_proxy,
@@ -129,143 +114,11 @@ def failed_line(result: pytest.RunResult) -> str:
     return lines[0]
 
 
-# -- endpoint, request fields, stream parsing -----------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "http://127.0.0.1:8000",
-        "http://127.0.0.1:8000/",
-        "http://127.0.0.1:8000/v1",
-        "http://127.0.0.1:8000/v1/",
-        "  http://127.0.0.1:8000/v1//  ",
-    ],
-)
-def test_endpoint_forms_are_one_endpoint(raw: str) -> None:
-    endpoint = parse_endpoint(raw)
-    assert str(endpoint) == "http://127.0.0.1:8000/v1"
-    assert endpoint.url("/models") == "http://127.0.0.1:8000/v1/models"
-
-
-def test_endpoint_prefix_and_default_ports_are_kept() -> None:
-    assert parse_endpoint("https://gw.example/serving/v1").url("/models") == "https://gw.example:443/serving/v1/models"
-    assert str(parse_endpoint("http://[::1]/v1")) == "http://[::1]:80/v1"
-
-
-@pytest.mark.parametrize("raw", ["127.0.0.1:8000", "ftp://host/v1", "http://", "http://h:99999/v1", "http://h/v1?x=1"])
-def test_endpoint_that_is_not_a_url_is_one_line_naming_it(raw: str) -> None:
-    with pytest.raises(BackendError, match="not an http") as err:
-        parse_endpoint(raw)
-    assert repr(raw.strip()) in str(err.value) and "\n" not in str(err.value)
-
-
-def test_credentials_in_the_endpoint_are_refused_and_not_repeated() -> None:
-    with pytest.raises(BackendError) as err:
-        parse_endpoint(f"http://user:{SECRET}@127.0.0.1:8000/v1")
-    assert SECRET not in str(err.value) and "API key" in str(err.value)
-
-
-def test_missing_endpoint_says_how_to_give_one() -> None:
-    with pytest.raises(BackendError, match="--vllm-endpoint URL or set VLLM_ENDPOINT"):
-        parse_endpoint(None)
-
-
-def test_exact_lengths_are_asked_for_the_way_each_server_takes_them() -> None:
-    protocol = {**get_task("text_generation").generate_kwargs}
-    sent = generation_fields(VLLM, protocol)
-    assert sent["max_tokens"] == sent["min_tokens"] == 10 and sent["ignore_eos"] is True
-    assert sent["temperature"] == 0.0 and sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
-    assert "max_new_tokens" not in sent and "do_sample" not in sent and "num_beams" not in sent
-    served = generation_fields(TRANSFORMERS, protocol)
-    assert json.loads(served["generation_config"]) == {"min_new_tokens": 10} and "min_tokens" not in served
-    plain = generation_fields(GENERIC, protocol)
-    assert "min_tokens" not in plain and "generation_config" not in plain and plain["max_tokens"] == 10
-    reasoning = generation_fields(VLLM, {**get_task("reasoning").generate_kwargs})
-    assert reasoning["min_tokens"] == 1 and "ignore_eos" not in reasoning  # 1 to 8,192 tokens: EOS may end it
-    # AI Energy Score's default runner samples reasoning: temperature 0.7, top_p 0.9, top_k 50
-    assert (reasoning["temperature"], reasoning["top_p"], reasoning["top_k"]) == (0.7, 0.9, 50)
-    assert "use_cache" not in reasoning and "do_sample" not in reasoning
-    assert generation_fields(VLLM, {**protocol, "top_p": 0.5})["top_p"] == 0.5
-    with pytest.raises(BackendError, match="num_beams"):
-        generation_fields(VLLM, {**protocol, "num_beams": 4})
-
-
+# -- what the backend refuses and how it meters ----------------------------------------------------------------------
 def test_summarizations_forward_only_protocol_is_refused_in_one_line_before_connecting() -> None:
     request = LoadRequest("m", None, get_task("summarization"), "server", options=(("endpoint", None),))
     with pytest.raises(BackendError, match=r"one forward pass per document.*cannot run.*'generate' variant"):
         VllmBackend().load(request)
-
-
-def test_routes_and_the_reasoning_switch() -> None:
-    route, fields = query_fields(get_task("text_generation"), "Once upon a time")
-    assert (route, fields) == ("/completions", {"prompt": "Once upon a time"})
-    route, fields = query_fields(get_task("reasoning"), "Why?")
-    assert route == "/chat/completions" and fields["messages"] == [{"role": "user", "content": "Why?"}]
-    assert fields["chat_template_kwargs"] == {"enable_thinking": True} and "enable_thinking" not in fields
-    route, fields = query_fields(get_task("summarization"), "A long text.")
-    assert route == "/chat/completions" and "A long text." in fields["messages"][0]["content"]
-
-
-def _sse(events: list[Any], crlf: bool = False) -> bytes:
-    end = b"\r\n" if crlf else b"\n"
-    return b"".join(b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + end + end for e in events)
-
-
-VLLM_STREAM = _sse(
-    [
-        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        *({"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None}]} for _ in range(3)),
-        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}},
-        b"[DONE]",
-    ]
-)
-TSERVE_STREAM = _sse(
-    [
-        {"choices": [{"delta": {"role": "assistant"}, "index": 0}]},
-        *({"choices": [{"delta": {"content": "a"}, "index": 0}]} for _ in range(2)),
-        {"choices": [{"delta": {}, "index": 0, "finish_reason": "length"}], "usage": {"completion_tokens": 3}},
-    ],
-    crlf=True,
-)
-
-
-@pytest.mark.parametrize(("stream", "done"), [(VLLM_STREAM, True), (TSERVE_STREAM, False)])
-@pytest.mark.parametrize("piece", [1, 7, 10_000])
-def test_stream_reader_takes_both_servers_shapes_in_any_pieces(stream: bytes, done: bool, piece: int) -> None:
-    reader = StreamReader()
-    for i in range(0, len(stream), piece):
-        reader.feed(stream[i : i + piece], float(i + 1))  # "now" is the piece's first byte + 1
-    assert reader.usage is not None and reader.usage["completion_tokens"] == 3
-    blank = b"\r\n\r\n" if b"\r" in stream else b"\n\n"  # the event that ends the first token's line
-    last_byte = stream.index(blank, stream.index(b'"a"')) + len(blank) - 1
-    assert reader.first_token == (last_byte // piece) * piece + 1  # its piece's time; the role chunk is no token
-    assert reader.done is done and reader.error is None
-
-
-def test_stream_without_usage_is_counted_by_chunks() -> None:
-    reader = StreamReader()
-    reader.feed(_sse([{"choices": [{"text": "x"}]} for _ in range(4)]), 1.0)
-    assert reader.usage is None and reader.chunks == 4
-
-
-def test_usage_null_on_every_chunk_and_quoted_keys_in_text_are_not_usage() -> None:
-    reader = StreamReader()
-    tokens = [
-        {"choices": [{"delta": {"content": t}}], "usage": None} for t in ('say "usage"', '"completion_tokens": 99')
-    ]
-    final = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "completion_tokens_details": None}}
-    reader.feed(_sse([*tokens, final, b"[DONE]"]), 1.0)
-    assert reader.usage == {"completion_tokens": 2, "prompt_tokens": 4} and reader.chunks == 2
-
-
-def test_error_event_mid_stream_is_seen() -> None:
-    reader = StreamReader()
-    reader.feed(_sse([{"error": {"message": "EngineCore died", "code": 500}}, b"[DONE]"]), 1.0)
-    assert reader.error == "EngineCore died"
-
-
-def test_loopback_is_local_and_a_documentation_address_is_not() -> None:
-    assert is_local_host("127.0.0.1") and is_local_host("localhost") and is_local_host("::1")
-    assert not is_local_host("192.0.2.1")  # TEST-NET-1, never an address of this machine
 
 
 @pytest.mark.parametrize(
@@ -284,21 +137,6 @@ def test_the_estimate_counts_the_machine_for_vllm_unless_told(
 
     settings = Settings(backend=backend, meter="estimate", cpu_scope=scope, sources={"cpu_scope": source})
     assert list(EnergySession(settings).meter.device_scopes()) == [device]
-
-
-def test_steady_state_counts_only_the_window_share_of_each_request() -> None:
-    load = Load(3, 2, None, SteadyState("s"))
-    load.steady.started, load.steady.ended = 10.0, 20.0
-    results = [
-        Result(True, 8.0, 12.0, first_token=9.0, completion_tokens=30),  # 2 of its 3 token-seconds inside
-        Result(True, 11.0, 19.0, first_token=11.0, completion_tokens=10),  # wholly inside
-        Result(True, 15.0, 25.0, first_token=15.0, completion_tokens=10),  # half inside, ends after
-    ]
-    details = steady_state_details(load, results)
-    assert details is not None and details["reached"] is True
-    assert details["requests_completed"] == 2 and details["tokens"] == pytest.approx(20 + 10 + 5)
-    assert details["energy_source"] is None and "no meter" in details["why_not_metered"]
-    assert steady_state_details(Load(3, 1, None, SteadyState("s")), results) is None  # the protocol: one at a time
 
 
 # -- a real server: transformers serve ------------------------------------------------------------------------------
@@ -354,7 +192,7 @@ def test_more_than_5_percent_failed_fails_the_test_and_keeps_what_was_measured(
     bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "400")
-    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.05)
+    monkeypatch.setattr(vllm_client, "BACKOFF_S", 0.05)
     project(bench, str(tiny_lm), samples=5)
     with fault_proxy(tserve.port) as proxy:
         proxy.plan = ["pass"] * 5 + ["503"] * 4  # prefill passes, the first generate request fails every attempt
@@ -374,7 +212,7 @@ def test_more_than_5_percent_failed_fails_the_test_and_keeps_what_was_measured(
 def test_5_percent_failed_is_still_a_pass_and_says_so(
     bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vllm_backend, "BACKOFF_S", 0.05)
+    monkeypatch.setattr(vllm_client, "BACKOFF_S", 0.05)
     project(bench, str(tiny_lm), samples=20, max_new_tokens=2, min_new_tokens=2)
     with fault_proxy(tserve.port) as proxy:
         proxy.plan = ["pass"] * 20 + ["503"] * 4  # one of the 20 generate requests fails for good
@@ -537,121 +375,6 @@ def test_a_remote_server_is_comparable_only_under_a_meter_that_reads_its_gpus(
 ) -> None:
     reasons = not_comparable_reasons(served_record(meter, server_local))
     assert (REMOTE_REASON in reasons) is named, reasons
-
-
-# a real local server: a process listening on 127.0.0.1 that has started a child, as vLLM starts its workers
-LISTENER = """
-import socket, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-server = socket.socket(socket.AF_INET6 if sys.argv[1] == "::1" else socket.AF_INET)
-server.bind((sys.argv[1], 0))
-server.listen()
-print(server.getsockname()[1], child.pid, flush=True)
-time.sleep(600)
-"""
-
-
-@contextlib.contextmanager
-def listener(host: str = "127.0.0.1") -> Iterator[tuple[int, int, int]]:
-    """(port, pid, child pid) of a real listening process; both stopped by their pids."""
-    process = subprocess.Popen([sys.executable, "-c", LISTENER, host], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    child = 0
-    try:
-        port, child = map(int, process.stdout.readline().split())
-        yield port, process.pid, child
-    finally:
-        if child:
-            os.kill(child, signal.SIGTERM)
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_the_local_servers_pids_are_the_listening_process_and_its_children(host: str) -> None:
-    with listener() as (port, pid, child):
-        pids, how = vllm_backend.server_pids(parse_endpoint(f"http://{host}:{port}/v1"))
-    assert pids == tuple(sorted((pid, child)))
-    assert how == f"listening on port {port}: pid {pid}"
-
-
-def test_a_listener_on_ipv6_loopback_is_found_too() -> None:
-    with listener("::1") as (port, pid, child):
-        pids, _ = vllm_backend.server_pids(parse_endpoint(f"http://[::1]:{port}/v1"))
-    assert pids == tuple(sorted((pid, child)))
-
-
-def test_a_port_nobody_listens_on_has_no_server_pids() -> None:
-    port = free_port()
-    pids, how = vllm_backend.server_pids(parse_endpoint(f"http://127.0.0.1:{port}/v1"))
-    assert pids is None
-    assert how == f"the process serving port {port} here is unknown: no listening socket was found"
-    place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}/v1"), lambda: pytest.fail("no NVML"))
-    assert place.gpus is None and place.note == f"{how}; the metered GPUs were not checked against the server's"
-
-
-def started_nvml(gpus: list[FakeGpu]) -> Any:
-    nvml = make_pynvml(gpus)
-    nvml.nvmlInit()
-    return nvml
-
-
-def test_a_local_server_runs_on_the_gpus_listing_its_pids_or_its_childrens(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    gpus = make_gpus(3)
-    with listener() as (port, _, child):
-        gpus[0].processes = [FakeProcess(os.getpid())]  # someone else: this test process
-        gpus[2].processes = [FakeProcess(child)]  # the server's worker
-        place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}"), lambda: started_nvml(gpus))
-    assert place.gpus == [{"cuda": 2, "uuid": gpus[2].uuid}]
-    assert child in (place.pids or ()) and place.note is None
-
-
-def test_a_local_server_on_no_gpu_is_recorded_as_such_and_says_who_holds_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    gpus = make_gpus(2)
-    gpus[1].processes = [FakeProcess(os.getpid())]
-    with listener() as (port, pid, child):
-        endpoint = parse_endpoint(f"http://127.0.0.1:{port}")
-        place = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
-    assert place.gpus == [] and place.pids == tuple(sorted((pid, child)))
-    assert place.note == (
-        f"the server at {endpoint} (pids {', '.join(map(str, sorted((pid, child))))}) holds no GPU; "
-        "GPUs cuda:1 are held by other processes"
-    )
-
-
-def test_pids_of_another_pid_namespace_leave_the_servers_gpus_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    gpus = make_gpus(1)
-    gpus[0].processes = [FakeProcess(2**22 + 1)]  # above any pid_max: the host's pid seen from a container
-    with listener() as (port, _, _):
-        place = vllm_backend.locate_server(parse_endpoint(f"http://127.0.0.1:{port}"), lambda: started_nvml(gpus))
-    assert place.gpus is None
-    assert place.note == (
-        "the server's GPUs cannot be told: NVML lists pids that are no process here (4194305: another PID namespace)"
-    )
-
-
-def test_a_gpu_that_cannot_list_its_processes_is_never_taken_for_a_free_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    gpus = make_gpus(2)
-    gpus[1].processes_error = NVML_ERROR_NOT_SUPPORTED
-    with listener() as (port, pid, _):
-        endpoint = parse_endpoint(f"http://127.0.0.1:{port}")
-        unknown = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
-        gpus[0].processes = [FakeProcess(pid)]
-        partial = vllm_backend.locate_server(endpoint, lambda: started_nvml(gpus))
-    cannot = (
-        "NVML cannot list the processes of cuda:1: NVML cannot list compute processes: Not Supported; "
-        "NVML cannot list graphics processes: Not Supported"
-    )
-    assert unknown.gpus is None and unknown.note == f"the server's GPUs cannot be told: {cannot}"
-    assert partial.gpus == [{"cuda": 0, "uuid": gpus[0].uuid}]
-    assert partial.note == f"it may hold more: {cannot}"
 
 
 def test_the_local_servers_gpus_are_recorded_and_metered_when_asked(
