@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.config.settings import OPTIONS, SettingsError, build_settings
+from pytest_aienergyscore.config.options import OPTIONS
+from pytest_aienergyscore.config.settings import SettingsError, build_settings
 
 # option dest -> (ini value, env value, cli value, expected ini, expected env, expected cli)
 CASES = {
@@ -199,3 +200,24 @@ def test_help_lists_every_option_with_env_and_ini(pytester: pytest.Pytester) -> 
         assert f"ini {spec.ini}" in text or spec.ini in text
         if spec.env:
             assert spec.env in text
+
+
+def test_the_model_classes_allowed_are_the_rules_own(tmp_path: Path) -> None:
+    from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
+
+    with pytest.raises(SettingsError) as err:
+        build_settings({"energy_model_class": "D"}, {}, {}, cwd=tmp_path, rootdir=tmp_path)
+    assert err.value.allowed == ", ".join(MODEL_CLASSES)
+
+
+def test_a_dcgm_selector_is_kept_without_the_spaces_around_its_terms(tmp_path: Path) -> None:
+    settings = build_settings({"energy_dcgm_gpus": " 0 , node-1:1 "}, {}, {}, cwd=tmp_path, rootdir=tmp_path)
+    assert settings.dcgm_gpus == "0,node-1:1"
+
+
+def test_a_blank_dcgm_selector_on_the_command_line_is_refused_with_the_grammar(tmp_path: Path) -> None:
+    from pytest_aienergyscore.config.dcgm_selector import GRAMMAR
+
+    with pytest.raises(SettingsError) as err:
+        build_settings({"energy_dcgm_gpus": ""}, {}, {}, cwd=tmp_path, rootdir=tmp_path)
+    assert str(err.value) == f"--energy-dcgm-gpus: invalid value '' (from command line); allowed: {GRAMMAR}"

@@ -1,0 +1,391 @@
+"""The options table: every setting's flag, environment variable, ini key, help text and parser in one row.
+
+One :class:`OptionSpec` per option, so that its spellings and its validation cannot drift apart; the table is grouped
+by domain (core, meters, dcgm, vllm, optimum, gate, rules) so that a backend's or a meter's options sit together, and
+:data:`OPTIONS` joins the groups in that order (the order of ``--help``). Standard library only: the plugin imports
+this on every pytest start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pytest_aienergyscore.config import parsers
+from pytest_aienergyscore.config.frozen import Frozen
+from pytest_aienergyscore.config.registry import registered_backends, registered_meters
+
+# AI Energy Score runs optimum-benchmark: the only place outside backends/ that names a backend (tests/test_layout.py)
+DEFAULT_BACKEND = "optimum"
+CPU_SCOPES = ("process", "machine")
+
+
+class OptionSpec(Frozen):
+    """One setting: how it is spelled in each source, how it is parsed, and its help text (shared by all sources).
+
+    :class:`~.frozen.Frozen` rather than a dataclass or NamedTuple: this module loads on every pytest start-up, and
+    generating their methods costs milliseconds there.
+    """
+
+    dest: str
+    attr: str
+    flag: str
+    help: str
+    parse: Callable[[str], Any]
+    default: Any = None
+    env: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    is_flag: bool = False
+    multiple: bool = False  # the flag may be repeated; its values are joined with commas before parsing
+    const: str | None = None  # an optional value: the flag alone stands for this value (argparse nargs="?")
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+    def help_text(self) -> str:
+        extra = []
+        if self.env:
+            extra.append(f"env {self.env}")
+        extra.append(f"ini {self.ini}")
+        if self.default not in (None, False, ()):
+            extra.append(f"default {self.default}")
+        return f"{self.help} ({'; '.join(extra)})"
+
+
+# -- what to run and where results go ------------------------------------------------------------------------------
+CORE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_backend",
+        "backend",
+        "--backend",
+        "How benchmarks generate work: optimum (optimum-benchmark's energy_star), pytorch (transformers/diffusers "
+        "in this process), vllm (an OpenAI-compatible server), or the name of a backend another installed package "
+        "registers under the pytest_aienergyscore.backends entry points.",
+        parsers.choice(registered_backends),
+        default=DEFAULT_BACKEND,
+        env="BENCHMARK_BACKEND",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "energy_output",
+        "output_dir",
+        "--energy-output",
+        "Folder for run folders, archives and session summaries; relative paths on the command line or in the "
+        "environment are taken from the current directory, in the ini file from the rootdir.",
+        parsers.text,
+        default="results",
+        env="AIENERGYSCORE_OUTPUT",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "energy_dataset",
+        "dataset",
+        "--energy-dataset",
+        "Dataset for energy_star benchmarks instead of the task's official one: a local jsonl/json/csv/parquet file "
+        "or a Hub dataset id.",
+        parsers.text,
+        env="AIENERGYSCORE_DATASET",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "energy_samples",
+        "samples",
+        "--energy-samples",
+        "Run each energy_star benchmark on N samples instead of the protocol's 1,000 (the per-1,000 figure is "
+        "then scaled, and marked so).",
+        parsers.positive_int,
+        env="AIENERGYSCORE_SAMPLES",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_repeat",
+        "repeat",
+        "--energy-repeat",
+        "Run the metered phases N times; reports give mean, standard deviation and coefficient of variation.",
+        parsers.positive_int,
+        default=1,
+        env="AIENERGYSCORE_REPEAT",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_warmup",
+        "warmup",
+        "--energy-warmup",
+        "Unmetered warm-up runs before the metered phases.",
+        parsers.non_negative_int,
+        default=10,
+        env="AIENERGYSCORE_WARMUP",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_trust_remote_code",
+        "trust_remote_code",
+        "--energy-trust-remote-code",
+        "Let transformers run model code shipped with a model repository (off by default).",
+        parsers.boolean,
+        default=False,
+        env="AIENERGYSCORE_TRUST_REMOTE_CODE",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "energy_disable",
+        "disabled",
+        "--no-energy",
+        "Turn energy metering off: tests run, nothing is metered and no energy files are written.",
+        parsers.boolean,
+        default=False,
+        env="AIENERGYSCORE_DISABLE",
+        is_flag=True,
+    ),
+)
+
+# -- which meter and what it covers --------------------------------------------------------------------------------
+METERS_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_meter",
+        "meter",
+        "--energy-meter",
+        "Energy meter: auto picks nvml when a GPU is visible, else rapl when readable, else estimate; dcgm "
+        "(never picked by auto) reads remote GPUs from DCGM exporters given with --energy-dcgm-url; or the name "
+        "of a meter another installed package registers under the pytest_aienergyscore.meters entry points.",
+        parsers.choice(registered_meters),
+        default="auto",
+        env="AIENERGYSCORE_METER",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "energy_gpus",
+        "gpus",
+        "--energy-gpus",
+        "CUDA device ordinals to meter (as this process sees them after CUDA_VISIBLE_DEVICES), e.g. 0 or 0,1.",
+        parsers.gpu_list,
+        default=(0,),
+        env="AIENERGYSCORE_GPUS",
+        metavar="IDS",
+    ),
+    OptionSpec(
+        "energy_cpu_watts",
+        "cpu_watts",
+        "--energy-cpu-watts",
+        "Watts one fully busy CPU core is assumed to draw, for the estimate meter.",
+        parsers.positive_float,
+        default=10.0,
+        env="AIENERGYSCORE_CPU_WATTS",
+        metavar="W",
+    ),
+    OptionSpec(
+        "energy_cpu_scope",
+        "cpu_scope",
+        "--energy-cpu-scope",
+        "CPU time the estimate meter counts: process (this process and its waited-for children) or machine "
+        "(every process, for work done by a local server).",
+        parsers.choice(CPU_SCOPES),
+        default="process",
+        env="AIENERGYSCORE_CPU_SCOPE",
+        choices=CPU_SCOPES,
+    ),
+)
+
+# -- the remote DCGM meter (issue 8) -------------------------------------------------------------------------------
+DCGM_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_dcgm_urls",
+        "dcgm_urls",
+        "--energy-dcgm-url",
+        "For --energy-meter dcgm: a dcgm-exporter URL ending in /metrics (repeat the option, one per host), or a "
+        "Prometheus server URL that scrapes them; dcgm+http:// or prometheus+http:// forces the kind.",
+        parsers.url_list,
+        default=(),
+        env="AIENERGYSCORE_DCGM_URLS",
+        metavar="URL",
+        multiple=True,
+    ),
+    OptionSpec(
+        "energy_dcgm_gpus",
+        "dcgm_gpus",
+        "--energy-dcgm-gpus",
+        "GPUs the dcgm meter reads: comma-separated UUIDs, indices, host:index or label=value terms, or a "
+        "Prometheus label selector {...} for Prometheus URLs; default every GPU the URLs publish.",
+        parsers.dcgm_gpus,
+        env="AIENERGYSCORE_DCGM_GPUS",
+        metavar="SELECTOR",
+    ),
+    OptionSpec(
+        "energy_dcgm_max_age",
+        "dcgm_max_age",
+        "--energy-dcgm-max-age",
+        "Seconds after which a DCGM counter sample, or a counter that stopped changing, is stale: windows that "
+        "read one are invalid.",
+        parsers.positive_float,
+        default=30.0,
+        env="AIENERGYSCORE_DCGM_MAX_AGE",
+        metavar="S",
+    ),
+)
+
+# -- the vllm backend (issue 4) ------------------------------------------------------------------------------------
+VLLM_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_vllm_endpoint",
+        "vllm_endpoint",
+        "--vllm-endpoint",
+        "Base URL of the vLLM/OpenAI-compatible server for --backend vllm, with or without /v1.",
+        parsers.text,
+        env="VLLM_ENDPOINT",
+        metavar="URL",
+    ),
+    OptionSpec(
+        "energy_concurrency",
+        "concurrency",
+        "--energy-concurrency",
+        "Requests in flight at once for --backend vllm: 1 is the AI Energy Score protocol (one at a time); more is "
+        "a production-like load, and the record then also gives its steady-state window.",
+        parsers.positive_int,
+        default=1,
+        env="AIENERGYSCORE_CONCURRENCY",
+        metavar="N",
+    ),
+    OptionSpec(
+        "energy_vllm_api_key_env",
+        "vllm_api_key_env",
+        "--vllm-api-key-env",
+        "Name of the environment variable that holds the API key for --vllm-endpoint (the key itself is never "
+        "taken on the command line nor written anywhere).",
+        parsers.env_name,
+        default="VLLM_API_KEY",
+        env="AIENERGYSCORE_VLLM_API_KEY_ENV",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "energy_vllm_timeout",
+        "vllm_timeout",
+        "--vllm-timeout",
+        "Seconds to wait for the server's next bytes (connecting, the first token, each later piece) before a "
+        "request counts as timed out and is retried; a request as a whole, retries included, is given up after 10 "
+        "times this.",
+        parsers.positive_float,
+        default=120.0,
+        env="AIENERGYSCORE_VLLM_TIMEOUT",
+        metavar="S",
+    ),
+    OptionSpec(
+        "energy_vllm_served_model",
+        "vllm_served_model",
+        "--vllm-served-model",
+        "Model name to request from the server when it differs from the benchmark's model id (default: the model "
+        "id, or the one model the server serves).",
+        parsers.text,
+        env="AIENERGYSCORE_VLLM_SERVED_MODEL",
+        metavar="NAME",
+    ),
+)
+
+# -- the optimum backend (issue 5) ---------------------------------------------------------------------------------
+OPTIMUM_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_optimum_python",
+        "optimum_python",
+        "--optimum-python",
+        "Python of the environment that holds optimum-benchmark for --backend optimum (made by "
+        "scripts/setup_optimum_env.sh); default .venv-optimum/bin/python under the rootdir when it exists.",
+        parsers.text,
+        env="AIENERGYSCORE_OPTIMUM_PYTHON",
+        metavar="PATH",
+    ),
+)
+
+# -- the CI gate and exports (issue 6) -----------------------------------------------------------------------------
+GATE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_save_baseline",
+        "save_baseline",
+        "--energy-save-baseline",
+        "Save this session's figures as a baseline file for later --energy-baseline comparisons; the flag alone "
+        "writes <output>/baseline.json (in the environment or ini: a path, or 1 for that default).",
+        parsers.baseline_target,
+        env="AIENERGYSCORE_SAVE_BASELINE",
+        metavar="PATH",
+        const="1",
+    ),
+    OptionSpec(
+        "energy_baseline",
+        "baseline",
+        "--energy-baseline",
+        "Compare each benchmark, matched by test id, with this baseline file (written by --energy-save-baseline).",
+        parsers.text,
+        env="AIENERGYSCORE_BASELINE",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "energy_fail_above",
+        "fail_above",
+        "--energy-fail-above",
+        "Fail the session (exit 1) when a benchmark's Wh per 1,000 queries rose by more than PCT percent over the "
+        "baseline; with --energy-repeat >= 3 on both sides only when the rise is also significant.",
+        parsers.positive_float,
+        env="AIENERGYSCORE_FAIL_ABOVE",
+        metavar="PCT",
+    ),
+    OptionSpec(
+        "energy_strict",
+        "strict",
+        "--energy-strict",
+        "Fail the session when the baseline comes from another machine fingerprint (GPU, driver, power limit, "
+        "backend, meter) instead of only saying why it was not compared.",
+        parsers.boolean,
+        default=False,
+        env="AIENERGYSCORE_STRICT",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "energy_require_baseline",
+        "require_baseline",
+        "--energy-require-baseline",
+        "A missing baseline file, or a benchmark missing from it, is an error instead of a warning.",
+        parsers.boolean,
+        default=False,
+        env="AIENERGYSCORE_REQUIRE_BASELINE",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "energy_json",
+        "json_path",
+        "--energy-json",
+        "Also write the session's energy figures as pytest-benchmark-shaped JSON to PATH.",
+        parsers.text,
+        env="AIENERGYSCORE_JSON",
+        metavar="PATH",
+    ),
+)
+
+# -- AI Energy Score's rules (issue 7) -----------------------------------------------------------------------------
+RULES_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_model_class",
+        "model_class",
+        "--energy-model-class",
+        "AI Energy Score model class (A: up to 20B parameters, B: up to 66B, C: larger) instead of the one counted "
+        "from the model's config or safetensors headers; needed where the count cannot be had (a vLLM endpoint).",
+        parsers.model_class,
+        env="AIENERGYSCORE_MODEL_CLASS",
+        metavar="CLASS",
+    ),
+    OptionSpec(
+        "energy_allow_multi_gpu",
+        "allow_multi_gpu",
+        "--energy-allow-multi-gpu",
+        "Benchmark a class A or B model on more than one GPU instead of refusing; the result is then marked not "
+        "comparable with the leaderboard.",
+        parsers.boolean,
+        default=False,
+        env="AIENERGYSCORE_ALLOW_MULTI_GPU",
+        is_flag=True,
+    ),
+)
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    CORE_OPTIONS + METERS_OPTIONS + DCGM_OPTIONS + VLLM_OPTIONS + OPTIMUM_OPTIONS + GATE_OPTIONS + RULES_OPTIONS
+)
+OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}
