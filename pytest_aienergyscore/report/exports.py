@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_aienergyscore.records.atomic import WriteFailed, write_text
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.report.environment import plugin_version
-from pytest_aienergyscore.report.table import HEADERS as TABLE_HEADERS
-from pytest_aienergyscore.report.table import NESTED_NOTE
+from pytest_aienergyscore.report.table import NESTED_NOTE, RESULT_COLUMNS, markdown_table
 from pytest_aienergyscore.report.table import rows as table_rows
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 
@@ -46,7 +45,7 @@ BMF_TOTAL = "energy-wh"
 def headline(record: Record) -> tuple[float, str, list[float]]:
     """(figure, unit, per-repetition figures): Wh per 1,000 queries when queries are known and the benchmark ran to
     its end, else total Wh."""
-    from pytest_aienergyscore.gate.verdicts import repetition_totals_wh
+    from pytest_aienergyscore.gate.baselines import repetition_totals_wh
 
     totals = repetition_totals_wh(record)
     queries = record.query_count()
@@ -196,32 +195,19 @@ def pytest_benchmark_json(records: Sequence[Record], environ: Mapping[str, str] 
 # -- Markdown -------------------------------------------------------------------------------------------------------
 
 
-def _md(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(headers: Sequence[str], body: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    rule = ["---:" if i in right else "---" for i in range(len(headers))]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-    return lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
-
-
 def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title: str) -> str:
     """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
     lines = [f"## AI Energy Score: {title}", ""]
     body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
-    lines += _md_table(TABLE_HEADERS, body, {3, 4})
+    lines += markdown_table(RESULT_COLUMNS, body)
     if any(r.energy_kind() == "estimate" for r in records):
         lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
     if any(p.parent for r in records for p in r.phases):
         lines += ["", f"_{NESTED_NOTE}_"]
     if gate is not None:
-        from pytest_aienergyscore.gate.verdicts import VERDICT_HEADERS, verdict_rows
+        from pytest_aienergyscore.report.gate_table import gate_markdown
 
-        lines += ["", f"### Energy gate: {'FAILED' if gate.failed else 'passed'}", ""]
-        verdicts = [(v.test, *row[1:]) for v, row in zip(gate.verdicts, verdict_rows(gate), strict=True)]
-        lines += _md_table(VERDICT_HEADERS, verdicts, {2, 3, 4})
-        lines += [""] + [f"- {note}" for note in gate.notes] + ["", f"**{gate.headline()}**"]
+        lines += ["", *gate_markdown(gate)]
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aienergyscore.meters.gpu_state import idle_watts
 from pytest_aienergyscore.records.atomic import (
     WriteFailed,
     discard,
@@ -32,11 +31,13 @@ from pytest_aienergyscore.records.atomic import (
     writing,
 )
 from pytest_aienergyscore.records.figures import JOULES_PER_WH
-from pytest_aienergyscore.records.record import Phase, Record, combine, record_sha256
+from pytest_aienergyscore.records.record import Phase, Record, combine
+from pytest_aienergyscore.records.store import record_sha256
 from pytest_aienergyscore.report.archive import MANIFEST, ensure_archive
 from pytest_aienergyscore.report.label import LABEL_FILE, label_png
 from pytest_aienergyscore.report.paths import run_folder_name, safe_part
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
+from pytest_aienergyscore.rules.gpu_survey import idle_watts
 from pytest_aienergyscore.rules.rating import rules_summary
 
 ENERGY_TXT = "GPU_ENERGY_WH.txt"

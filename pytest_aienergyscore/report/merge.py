@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_aienergyscore.records.atomic import is_temporary
-from pytest_aienergyscore.records.record import Record, read_store
+from pytest_aienergyscore.records.record import Record
+from pytest_aienergyscore.records.store import read_store
 from pytest_aienergyscore.report.files import REPORT, SUMMARY_COLUMNS, summary_row, write_session_summary
 
 MERGED_COLUMNS = ("host", *SUMMARY_COLUMNS)

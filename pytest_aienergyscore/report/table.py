@@ -1,14 +1,68 @@
-"""The terminal summary: one row per benchmark, energies in Wh with their device and meter, warnings counted."""
+"""Text tables: the one renderer every table goes through (terminal and Markdown), and the results table itself.
+
+The results table, the gate's verdicts (:mod:`.gate_table`) and the Markdown job summary (:mod:`.exports`) all lay
+out rows of strings under headers, with figures right-aligned so their digits line up. One renderer, given the
+columns once, keeps them from drifting apart: a column that is numeric in the terminal is numeric in Markdown too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.rating import rate
 
-HEADERS = ("benchmark", "device/meter", "phases (Wh)", "total Wh", "Wh/1k queries", "stars", "notes")
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table: its header, and whether it holds figures (right-aligned, so digits line up)."""
+
+    header: str
+    numeric: bool = False
+
+
+def text_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> list[str]:
+    """Header, a rule of dashes and the rows, two spaces between columns, each as wide as its widest cell, no
+    trailing spaces but on the rule. Empty without rows: a table of headers only would say nothing."""
+    if not body:
+        return []
+    widths = [max(len(column.header), *(len(row[i]) for row in body)) for i, column in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if column.numeric else cell.ljust(width)
+            for column, cell, width in zip(columns, cells, widths, strict=True)
+        )
+
+    headers = [column.header for column in columns]
+    return [line(headers).rstrip(), line(["-" * width for width in widths]), *(line(row).rstrip() for row in body)]
+
+
+def _markdown_cell(cell: str) -> str:
+    """A cell that cannot break its row: ``|`` escaped, a newline made a space."""
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> list[str]:
+    """The same table in GitHub-flavoured Markdown: numeric columns right-aligned through the rule row."""
+    rule = ["---:" if column.numeric else "---" for column in columns]
+    lines = ["| " + " | ".join(column.header for column in columns) + " |", "| " + " | ".join(rule) + " |"]
+    return lines + ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in body]
+
+
+# -- the results table ----------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = (
+    Column("benchmark"),
+    Column("device/meter"),
+    Column("phases (Wh)"),
+    Column("total Wh", numeric=True),
+    Column("Wh/1k queries", numeric=True),
+    Column("stars"),
+    Column("notes"),
+)
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
 NESTED_NOTE = "phases: (outer>inner=x) = inner ran inside outer and is part of its figure; the total adds up the others"
 
@@ -71,17 +125,9 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
 def render(records: Sequence[Record], max_name: int = 48) -> list[str]:
     """The table as lines; empty when nothing was metered."""
     body = [(r[0] if len(r[0]) <= max_name else r[0][: max_name - 1] + "…", *r[1:]) for r in rows(records)]
-    if not body:
+    lines = text_table(RESULT_COLUMNS, body)
+    if not lines:
         return []
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(HEADERS)]
-    right = {3, 4}
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    lines = [line(HEADERS).rstrip(), line(["-" * w for w in widths]), *(line(r).rstrip() for r in body)]
     if any(row[5].endswith("*") for row in body):
         lines.append(INDICATIVE_NOTE)
     if any(p.parent for record in records for p in record.phases):

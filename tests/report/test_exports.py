@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.gate.verdicts import GateSettings, benchmark_entry, compare_entry
+from pytest_aienergyscore.gate.baselines import benchmark_entry
+from pytest_aienergyscore.gate.verdicts import GateSettings, compare_entry
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.exports import (

@@ -14,7 +14,7 @@ import pytest
 from pytest_aienergyscore.cli.main import main as cli_main
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
 from pytest_aienergyscore.records.record import Phase, Record
-from pytest_aienergyscore.report import label as label_module
+from pytest_aienergyscore.report import label_canvas
 from pytest_aienergyscore.report.files import energy_summary, write_run_folder
 from pytest_aienergyscore.report.label import (
     HEIGHT,
@@ -26,9 +26,9 @@ from pytest_aienergyscore.report.label import (
     STAR_FILL,
     WARN_FILL,
     WIDTH,
-    label_data,
     render_label,
 )
+from pytest_aienergyscore.report.label_data import label_data
 from pytest_aienergyscore.report.plot import PLOT_FILE, draw_plot, panels, write_plot
 from pytest_aienergyscore.rules.tasks import get_task
 
@@ -107,20 +107,20 @@ def test_label_data_carries_what_the_label_shows() -> None:
 def test_fonts_come_from_the_font_package_not_the_system() -> None:
     pytest.importorskip("ttf_opensans")
     for weight in ("regular", "semibold", "bold", "extrabold"):
-        path = label_module.font_file(weight)
+        path = label_canvas.font_file(weight)
         assert path is not None and path.suffix == ".ttf" and "ttf_opensans" in path.parts
 
 
 def test_without_the_font_package_the_label_is_drawn_with_a_warning(monkeypatch) -> None:
-    monkeypatch.setattr(label_module, "font_file", lambda weight: None)
-    label_module._font.cache_clear()
-    label_module._warn_missing_font.cache_clear()
+    monkeypatch.setattr(label_canvas, "font_file", lambda weight: None)
+    label_canvas.load_font.cache_clear()
+    label_canvas._warn_missing_font.cache_clear()
     try:
         with pytest.warns(UserWarning, match="ttf-opensans is not installed"):
             image = render_label(label_data(energy_summary(record())))
     finally:
-        label_module._font.cache_clear()
-        label_module._warn_missing_font.cache_clear()
+        label_canvas.load_font.cache_clear()
+        label_canvas._warn_missing_font.cache_clear()
     assert image.size == (520, 728)
 
 
