@@ -6,29 +6,36 @@ library and pytest only; the meters, reports and backends load when a benchmark 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_aienergyscore.config.settings import OPTIONS, Settings, SettingsError, build_settings
+from pytest_aienergyscore.config.options import OPTIONS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pytest_aienergyscore.gate.verdicts import Baseline, GateOutcome
+    from _pytest.nodes import Node
+
+    from pytest_aienergyscore.config.settings import Settings
+    from pytest_aienergyscore.gate.baselines import Baseline
+    from pytest_aienergyscore.gate.verdicts import GateOutcome
     from pytest_aienergyscore.records.record import Record
     from pytest_aienergyscore.session.energy_meter import EnergyRecorder
     from pytest_aienergyscore.session.energy_session import EnergySession
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
-SETTINGS_KEY = pytest.StashKey[Settings]()
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+CONFIGURED_KEY = pytest.StashKey[bool]()  # set unless the run only prints --help or --version
 CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 BASELINE_KEY: pytest.StashKey[Baseline | None] = pytest.StashKey()
 GATE_KEY: pytest.StashKey[GateOutcome | None] = pytest.StashKey()
 EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
 DESELECTED_KEY = pytest.StashKey[bool]()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
+PER_TEST_HOOKS = "aienergyscore-per-test"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,18 +67,42 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.option.help or config.option.version:
         return
-    cli = {spec.dest: getattr(config.option, spec.dest, None) for spec in OPTIONS}
-    ini = {spec.dest: _ini(config, spec.ini) for spec in OPTIONS}
-    try:
-        settings = build_settings(cli, ini, cwd=config.invocation_params.dir, rootdir=config.rootpath)
-    except SettingsError as err:
-        raise pytest.UsageError(str(err)) from None
-    # The session object (and the meter, record and report modules behind it) is made on first use, so that a
-    # pytest run without benchmarks pays for nothing but option parsing.
-    config.stash[SETTINGS_KEY] = settings
+    config.stash[CONFIGURED_KEY] = True
+    given = _anything_given(config)
+    if given:
+        settings_of(config)  # a value given anywhere is checked now: a bad one stops the run before any test
     distributed = config.pluginmanager.hasplugin("xdist") and _distributed(config)
-    if settings.baseline is not None or distributed:
+    if (given and settings_of(config).baseline is not None) or distributed:
         _start_ci(config, _session(config), distributed)
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    """The session's settings, resolved on first use. A run that sets none of our options, ini keys or environment
+    variables never resolves them unless a benchmark asks (the defaults cannot be invalid): a project that has the
+    plugin installed but no benchmarks pays for option parsing only."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        from pytest_aienergyscore.config.settings import SettingsError, build_settings
+
+        cli = {spec.dest: getattr(config.option, spec.dest, None) for spec in OPTIONS}
+        ini = {spec.dest: _ini(config, spec.ini) for spec in OPTIONS}
+        try:
+            settings = build_settings(cli, ini, cwd=config.invocation_params.dir, rootdir=config.rootpath)
+        except SettingsError as err:
+            raise pytest.UsageError(str(err)) from None
+        config.stash[SETTINGS_KEY] = settings
+    return settings
+
+
+def _anything_given(config: pytest.Config) -> bool:
+    """Whether any of our options came from the command line, an environment variable or the ini file (or -o)."""
+    option, environ = config.option, os.environ
+    return any(
+        getattr(option, spec.dest, None) is not None
+        or (spec.env is not None and spec.env in environ)
+        or _ini(config, spec.ini) is not None
+        for spec in OPTIONS
+    )
 
 
 def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -> None:
@@ -79,7 +110,7 @@ def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -
     wire pytest-xdist when this session is distributed (its module is not even imported otherwise)."""
     settings = energy.settings
     if settings.baseline is not None and not hasattr(config, "workerinput") and not settings.disabled:
-        from pytest_aienergyscore.gate.verdicts import BaselineError, baseline_for_session
+        from pytest_aienergyscore.gate.baselines import BaselineError, baseline_for_session
 
         try:
             config.stash[BASELINE_KEY] = baseline_for_session(settings.baseline, settings.require_baseline)
@@ -128,24 +159,53 @@ def _session(config: pytest.Config) -> EnergySession:
     if energy is None:
         from pytest_aienergyscore.session.energy_session import EnergySession
 
-        energy = config.stash[SESSION_KEY] = EnergySession(config.stash[SETTINGS_KEY])
+        energy = config.stash[SESSION_KEY] = EnergySession(settings_of(config))
     return energy
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Say which meter will be used and why, once, and only in sessions that contain benchmarks."""
-    settings = session.config.stash.get(SETTINGS_KEY, None)
-    if settings is None or settings.disabled:
+    """Wire the per-test hooks, and say which meter will be used and why, only in sessions that contain benchmarks:
+    once installed, this plugin loads in every pytest run, and an unrelated suite must not pay for it per test."""
+    config = session.config
+    if not config.stash.get(CONFIGURED_KEY, False):
         return
-    if not any(name in getattr(item, "fixturenames", ()) for item in session.items for name in BENCHMARK_FIXTURES):
+    metered = any(name in getattr(item, "fixturenames", ()) for item in session.items for name in BENCHMARK_FIXTURES)
+    if metered or _any_marked(session.items, "energy"):
+        _wire_per_test_hooks(config)
+    if not metered or settings_of(config).disabled:
         return
-    energy = _session(session.config)
-    _check_output(session.config, energy)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    energy = _session(config)
+    _check_output(config, energy)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         s = energy.settings
         reporter.write_line(f"aienergyscore: backend {s.backend} ({s.source_of('backend')}), output {s.output_dir}")
         reporter.write_line(f"aienergyscore: meter {energy.meter_description()}")
+
+
+def _any_marked(items: list[pytest.Item], name: str) -> bool:
+    """Whether any item carries marker ``name``, on itself or on a class, module or package above it.
+
+    ``get_closest_marker`` per item would walk every parent chain again; here each parent is looked at once, so a
+    large unrelated suite pays one short pass over its items.
+    """
+    seen: dict[int, bool] = {}
+
+    def marked(node: Node | None) -> bool:
+        if node is None:
+            return False
+        key = id(node)
+        if key not in seen:
+            seen[key] = any(mark.name == name for mark in node.own_markers) or marked(node.parent)
+        return seen[key]
+
+    return any(any(mark.name == name for mark in item.own_markers) or marked(item.parent) for item in items)
+
+
+def _wire_per_test_hooks(config: pytest.Config) -> None:
+    """Register :class:`PerTestHooks` once per session (from collection, or from a fixture requested at run time)."""
+    if not config.pluginmanager.has_plugin(PER_TEST_HOOKS):
+        config.pluginmanager.register(PerTestHooks(), PER_TEST_HOOKS)
 
 
 @pytest.fixture
@@ -153,6 +213,7 @@ def energy_meter(request: pytest.FixtureRequest) -> Iterator[EnergyRecorder]:
     """Meter code as named phases of this test: ``with energy_meter.measure("decode", samples=n): ...``."""
     from pytest_aienergyscore.session.energy_meter import EnergyRecorder
 
+    _wire_per_test_hooks(request.config)  # already done at collection, unless a test asked by getfixturevalue
     energy = _session(request.config)
     if not energy.settings.disabled:
         from pytest_aienergyscore.meters import MeterUnavailable
@@ -209,29 +270,34 @@ def _captured(report: pytest.TestReport | None) -> str:
     return "\n".join(parts)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A misspelt ``energy`` marker keyword fails the test in one line, before its fixtures: kept silently, it would
-    leave the record without the model or task the author meant to give it."""
-    marker = item.get_closest_marker("energy")
-    if marker is None:
-        return
-    from pytest_aienergyscore.session.energy_meter import IDENTITY_FIELDS
+class PerTestHooks:
+    """The hooks pytest calls for every test. Registered only in sessions with energy benchmarks (a test that uses
+    our fixtures or the ``energy`` marker, see :func:`pytest_collection_finish`): every other suite in the
+    environment runs none of our code per test."""
 
-    unknown = [key for key in marker.kwargs if key not in IDENTITY_FIELDS]
-    if marker.args or unknown:
-        bad = f"unknown keyword {', '.join(unknown)}" if unknown else f"positional argument {marker.args[0]!r}"
-        pytest.fail(f"@pytest.mark.energy: {bad}; allowed keywords: {', '.join(IDENTITY_FIELDS)}", pytrace=False)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """A misspelt ``energy`` marker keyword fails the test in one line, before its fixtures: kept silently, it
+        would leave the record without the model or task the author meant to give it."""
+        marker = item.get_closest_marker("energy")
+        if marker is None:
+            return
+        from pytest_aienergyscore.session.energy_meter import IDENTITY_FIELDS
 
+        unknown = [key for key in marker.kwargs if key not in IDENTITY_FIELDS]
+        if marker.args or unknown:
+            bad = f"unknown keyword {', '.join(unknown)}" if unknown else f"positional argument {marker.args[0]!r}"
+            pytest.fail(f"@pytest.mark.energy: {bad}; allowed keywords: {', '.join(IDENTITY_FIELDS)}", pytrace=False)
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report: pytest.TestReport = yield
-    if call.when == "call":
-        item.stash[CALL_REPORT_KEY] = report
-    return report
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Keep the call phase's report: the energy_meter fixture's teardown records the test's outcome from it."""
+        report: pytest.TestReport = yield
+        if call.when == "call":
+            item.stash[CALL_REPORT_KEY] = report
+        return report
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -301,7 +367,7 @@ def _write(energy: EnergySession, written: list[Path], write: Callable[[], list[
 def _save_baseline(session: pytest.Session, energy: EnergySession, path: Path, written: list[Path]) -> None:
     """--energy-save-baseline: a session that ran every benchmark replaces the baseline; one that did not (Ctrl-C,
     -x, a selection) only updates the entries of its passed benchmarks and keeps every other one."""
-    from pytest_aienergyscore.gate.verdicts import BaselineError, save_baseline
+    from pytest_aienergyscore.gate.baselines import BaselineError, save_baseline
 
     partial = _partial_session(session)
     try:
@@ -333,7 +399,7 @@ def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: Ener
         terminalreporter.write_line(note, yellow=note.startswith("warning"))
     gate = config.stash.get(GATE_KEY, None)
     if gate is not None:
-        from pytest_aienergyscore.gate.verdicts import render as render_gate
+        from pytest_aienergyscore.report.gate_table import render_gate
 
         terminalreporter.write_line("")
         terminalreporter.write_line("energy gate against the baseline (Wh per 1,000 queries unless marked):")

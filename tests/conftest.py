@@ -43,6 +43,12 @@ with contextlib.suppress(ImportError):
     import transformers
 
     transformers.AutoModel, transformers.AutoModelForCausalLM  # noqa: B018 - resolve the lazy modules now
+    # The processors' base classes too: a processor class first imported inside an in-process run is dropped with
+    # that run, and its next copy no longer subclasses the base class transformers checks against (seen with BLIP).
+    transformers.AutoProcessor, transformers.AutoImageProcessor, transformers.AutoFeatureExtractor  # noqa: B018
+    for _base in ("image_processing_base", "image_processing_utils", "processing_utils", "feature_extraction_utils"):
+        with contextlib.suppress(ImportError):
+            __import__(f"transformers.{_base}")
 
 ENV_VARS = (
     "BENCHMARK_BACKEND",

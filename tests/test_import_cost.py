@@ -33,13 +33,19 @@ def test_a_session_without_benchmarks_loads_no_meter_or_report_code(pytester) ->
     assert loaded <= {
         "pytest_aienergyscore.plugin",
         "pytest_aienergyscore.config",
+        "pytest_aienergyscore.config.options",
+        "pytest_aienergyscore.config.parsers",
+        "pytest_aienergyscore.config.registry",
         "pytest_aienergyscore.config.settings",
+        "pytest_aienergyscore.config.frozen",
         "pytest_aienergyscore.session",
         "pytest_aienergyscore.records",
         "pytest_aienergyscore.session.energy_session",
         "pytest_aienergyscore.meters",
         "pytest_aienergyscore.meters.base",
+        "pytest_aienergyscore.records.confidence",
         "pytest_aienergyscore.records.figures",
         "pytest_aienergyscore.records.record",
+        "pytest_aienergyscore.records.store",
     }
     assert not any(m.startswith(("pytest_aienergyscore.report", "pytest_aienergyscore.meters.nvml")) for m in loaded)

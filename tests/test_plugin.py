@@ -362,3 +362,121 @@ def test_a_misspelt_energy_marker_keyword_fails_the_test_in_one_line_naming_it(b
     assert "Traceback" not in out and "pytest_aienergyscore/" not in out
     (session,) = session_dirs(bench.path)
     assert [p.name for p in run_folders(session)] == ["text_generation__org--tiny-model__custom"]
+
+
+# A conftest that prints, once collection is done, which plugins pytest will call for every test.
+SHOW_PER_TEST_HOOKS = """
+import types
+
+import pytest
+
+PER_TEST = ("pytest_runtest_protocol", "pytest_runtest_setup", "pytest_runtest_call", "pytest_runtest_teardown",
+            "pytest_runtest_makereport", "pytest_runtest_logreport")
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    ours = set()
+    for name in PER_TEST:
+        for impl in getattr(session.config.hook, name).get_hookimpls():
+            plugin = impl.plugin
+            module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+            if module.startswith("pytest_aienergyscore"):
+                ours.add(name)
+    print("PER_TEST_HOOKS=" + ",".join(sorted(ours)))
+"""
+
+
+def _per_test_hooks(result: pytest.RunResult) -> set[str]:
+    line = next(x for x in result.outlines if x.startswith("PER_TEST_HOOKS="))
+    return set(filter(None, line.split("=", 1)[1].split(",")))
+
+
+def test_a_session_without_benchmarks_runs_none_of_our_hooks_per_test(bench: pytest.Pytester) -> None:
+    bench.makeconftest(SHOW_PER_TEST_HOOKS)
+    bench.makepyfile(test_plain="def test_one():\n    pass\n\nclass TestTwo:\n    def test_two(self):\n        pass\n")
+    result = bench.runpytest("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert _per_test_hooks(result) == set()
+
+
+def test_a_session_with_a_benchmark_wires_the_per_test_hooks(bench: pytest.Pytester) -> None:
+    bench.makeconftest(SHOW_PER_TEST_HOOKS)
+    bench.makepyfile(test_plain="def test_plain():\n    pass\n", test_bench=TWO_PHASES)
+    result = bench.runpytest("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert _per_test_hooks(result) == {"pytest_runtest_setup", "pytest_runtest_makereport"}
+
+
+def test_an_energy_marker_on_a_class_without_our_fixtures_is_still_checked(bench: pytest.Pytester) -> None:
+    bench.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.energy(modle="org/tiny-model")
+        class TestMarked:
+            def test_typo(self):
+                pass
+        """
+    )
+    result = bench.runpytest("-p", "no:cacheprovider", "-rE")
+    result.assert_outcomes(errors=1)
+    assert "@pytest.mark.energy: unknown keyword modle; allowed keywords:" in "\n".join(result.outlines)
+
+
+def test_an_energy_meter_asked_for_at_run_time_records_the_test_outcome(bench: pytest.Pytester) -> None:
+    bench.makepyfile(
+        test_late="""
+        def test_late(request):
+            energy_meter = request.getfixturevalue("energy_meter")
+            energy_meter.set(model="org/tiny-model", task="text_generation")
+            with energy_meter.measure("decode", samples=1):
+                sum(range(100_000))
+        """
+    )
+    bench.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    [folder] = run_folders(session_dirs(bench.path)[0])
+    assert json.loads((folder / "benchmark_report.json").read_text())["outcome"] == "passed"
+
+
+RESOLVED_PROBE = """
+from pytest_aienergyscore.plugin import SETTINGS_KEY
+
+def test_probe(request):
+    settings = request.config.stash.get(SETTINGS_KEY, None)
+    print("RESOLVED=" + ("no" if settings is None else settings.output_dir.name))
+"""
+
+
+def _resolved(result: pytest.RunResult) -> str:
+    return next(line for line in result.outlines if "RESOLVED=" in line).split("RESOLVED=", 1)[1]
+
+
+def test_settings_are_not_resolved_in_a_run_that_sets_none_of_them_and_uses_no_benchmark(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_probe=RESOLVED_PROBE)
+    result = pytester.runpytest("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert _resolved(result) == "no"
+
+
+@pytest.mark.parametrize(
+    "how", [("--energy-output", "given"), ("-o", "energy_output=given"), ("env", "given"), ("ini", "given")]
+)
+def test_a_setting_given_anywhere_is_resolved_and_checked_at_start(
+    bench: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: tuple[str, str]
+) -> None:
+    bench.makepyfile(test_probe=RESOLVED_PROBE)
+    args = ["-s", "-p", "no:cacheprovider"]
+    if how[0] == "env":
+        monkeypatch.setenv("AIENERGYSCORE_OUTPUT", how[1])
+    elif how[0] == "ini":
+        bench.makeini(f"[pytest]\nenergy_output = {how[1]}\n")
+    else:
+        args += list(how)
+    result = bench.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    assert _resolved(result) == "given"
+    bad = bench.runpytest(*args, "--energy-samples", "zero")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "RESOLVED=" not in bad.stdout.str()
+    bad.stderr.fnmatch_lines(["*--energy-samples: invalid value 'zero'*"])

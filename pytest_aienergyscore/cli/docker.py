@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aienergyscore.config.settings import OPTIONS, OptionSpec
+from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
 from pytest_aienergyscore.rules.protocol import variants
-from pytest_aienergyscore.rules.tasks import ALIASES, TASKS, UnknownTask, get_task
+from pytest_aienergyscore.rules.tasks import ALIASES, TASKS, UnknownTask, get_task, with_reasoning
 
 DEFAULT_OUTPUT = "results"
 EXACT_KEYS = (
@@ -204,9 +204,10 @@ def _reasoning_task(task: str, raw: str) -> str:
     value = parse_value(raw)
     if not isinstance(value, bool):
         raise RunUsageError(f"scenario.reasoning={raw}: expected true or false")
-    if task not in ("text_generation", "reasoning"):
+    switched = with_reasoning(task, value)
+    if switched is None:
         raise RunUsageError(f"scenario.reasoning applies to text generation, not to {task}")
-    return "reasoning" if value else "text_generation"
+    return switched
 
 
 def _device_options(key: str, raw: str) -> tuple[list[str], dict[str, str]]:

@@ -46,7 +46,7 @@ def _report(args: argparse.Namespace) -> int:
     """Write a session's files from its records: what is there already is left alone (run it twice, it writes
     once), what an interrupted or killed writer left half done is written again. Torn records are skipped, each
     with a warning, and every intact one is written."""
-    from pytest_aienergyscore.records.record import read_store
+    from pytest_aienergyscore.records.store import read_store
     from pytest_aienergyscore.report.files import write_session_files
 
     store = Path(args.records)
@@ -150,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from pytest_aienergyscore.report.label import read_run, write_label
+    from pytest_aienergyscore.report.label import write_label
+    from pytest_aienergyscore.report.label_data import read_run
 
     source = Path(args.source)
     if not source.exists():

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_aienergyscore.config.settings import Settings
 from pytest_aienergyscore.meters import Meter, MeterUnavailable, create_meter
-from pytest_aienergyscore.records.record import Record, RecordStore
+from pytest_aienergyscore.records.record import Record
+from pytest_aienergyscore.records.store import RecordStore
 
 if TYPE_CHECKING:
     from pytest_aienergyscore.report.files import SessionFiles

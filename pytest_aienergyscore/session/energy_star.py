@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_aienergyscore.backends import BackendError, ModelUnavailable, backend_class
+from pytest_aienergyscore.backends.base import BenchmarkRequest
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.rules.datasets import DatasetError
 from pytest_aienergyscore.rules.model_class import MultiGpuRefused
@@ -18,7 +19,7 @@ from pytest_aienergyscore.rules.protocol import UnknownVariant
 from pytest_aienergyscore.rules.tasks import TaskSpec, UnknownTask, get_task
 from pytest_aienergyscore.session.energy_meter import EnergyRecorder
 from pytest_aienergyscore.session.energy_session import EnergySession
-from pytest_aienergyscore.session.runner import BenchmarkRequest, default_device, run_benchmark
+from pytest_aienergyscore.session.runner import default_device, run_benchmark
 
 
 def with_reasoning_params(spec: TaskSpec, params: Mapping[str, Any] | None) -> TaskSpec:

@@ -3,9 +3,9 @@ metered phases over every sample, repeated as asked, into the test's record.
 
 Decode is never metered on its own, because generation cannot be split inside one ``generate`` call: like
 optimum-benchmark's energy_star we meter a prefill pass (one new token per sample) and a full generation pass over
-the whole dataset, and decode = generation - prefill (:func:`~.energy.derive_decode`, the one rule every backend uses:
-never clamped, so the total is preprocess + the whole generation pass; a negative split is flagged, and every decode
-phase carries the split's uncertainty).
+the whole dataset, and decode = generation - prefill (:func:`~.records.decode.derive_decode`, the one rule every
+backend uses: never clamped, so the total is preprocess + the whole generation pass; a negative split is flagged, and
+every decode phase carries the split's uncertainty).
 """
 
 from __future__ import annotations
@@ -15,52 +15,22 @@ import shutil
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_aienergyscore.backends import Backend, BackendError, LoadRequest, PhaseWork, Prepared, create_backend
+from pytest_aienergyscore.backends.base import BenchmarkRequest
+from pytest_aienergyscore.backends.models import ModelSize, model_size
 from pytest_aienergyscore.meters.gpu_processes import metered_gpus_differ
-from pytest_aienergyscore.records.figures import derive_decode, split_details
+from pytest_aienergyscore.records.decode import derive_decode, split_details
 from pytest_aienergyscore.records.record import Phase
 from pytest_aienergyscore.report.paths import safe_part, unique_child
 from pytest_aienergyscore.rules.datasets import load_samples
-from pytest_aienergyscore.rules.model_class import ModelSize, check_gpu_count, gpus_in, model_size
+from pytest_aienergyscore.rules.model_class import check_gpu_count, gpus_in
 from pytest_aienergyscore.rules.protocol import Protocol
-from pytest_aienergyscore.rules.tasks import TaskSpec
 from pytest_aienergyscore.session.energy_meter import EnergyRecorder
 
 PROGRESS_MIN_SAMPLES = 20
-
-
-@dataclass
-class BenchmarkRequest:
-    task: TaskSpec
-    model: str
-    processor: str | None = None
-    dataset: str | None = None
-    samples: int | None = None
-    repeat: int = 1
-    warmup: int = 10
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)
-    model_class: str | None = None  # --energy-model-class: wins over the counted class
-    allow_multi_gpu: bool = False
-    variant: str | None = None  # a named protocol variant of our own (recorded, never comparable)
-
-    backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
-
-    def load_request(self) -> LoadRequest:
-        return LoadRequest(
-            self.model,
-            self.processor,
-            self.task,
-            self.device,
-            self.trust_remote_code,
-            self.backend_options,
-            self.variant,
-        )
 
 
 class BackendCache:
@@ -131,19 +101,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
         _run_own_protocol(recorder, backend, request, facts, protocol)
         return
     samples, info = load_samples(task, request.dataset, request.samples)
-    recorder.set(
-        model=request.model,
-        task=task.name,
-        processor=request.processor,
-        backend=backend.name,
-        queries=len(samples),
-        protocol=protocol.to_dict(),
-        overrides=dict(request.overrides),
-        model_facts=facts,
-        warmup_runs=request.warmup,
-    )
-    if task.chat_template_extra:
-        recorder.set(chat_template_extra=dict(task.chat_template_extra))
+    _record_identity(recorder, request, backend, protocol, facts)
+    recorder.set(queries=len(samples))
     if not info.official:
         recorder.note(info.note or f"dataset {info.name} is not the official {task.dataset}")
     elif info.note:
@@ -222,12 +181,10 @@ def apply_model_rules(
     return size
 
 
-def _run_own_protocol(
-    recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any], protocol: Protocol
+def _record_identity(
+    recorder: EnergyRecorder, request: BenchmarkRequest, backend: Any, protocol: Protocol, facts: dict[str, Any]
 ) -> None:
-    """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
-    come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
-    and the one-line error names the log in it."""
+    """What was benchmarked, how, and with which added chat-template switches: the same keys whichever flow runs."""
     task = request.task
     recorder.set(
         model=request.model,
@@ -241,6 +198,15 @@ def _run_own_protocol(
     )
     if task.chat_template_extra:
         recorder.set(chat_template_extra=dict(task.chat_template_extra))
+
+
+def _run_own_protocol(
+    recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any], protocol: Protocol
+) -> None:
+    """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
+    come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
+    and the one-line error names the log in it."""
+    _record_identity(recorder, request, backend, protocol, facts)
     run_dir = unique_child(recorder.session.session_dir / "backend-runs", safe_part(recorder.nodeid, "test"))
     try:
         result = backend.run_protocol(request, run_dir, recorder.session.settings)

@@ -83,7 +83,8 @@ def auto_num_workers(config: pytest.Config) -> int | None:
 
 
 def _metering_disabled(config: pytest.Config) -> bool:
-    from pytest_aienergyscore.config.settings import OPTIONS_BY_DEST, SettingsError, resolve_value
+    from pytest_aienergyscore.config.options import OPTIONS_BY_DEST
+    from pytest_aienergyscore.config.settings import SettingsError, resolve_value
 
     spec = OPTIONS_BY_DEST["energy_disable"]
     ini = config.getini(spec.ini)

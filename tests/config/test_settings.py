@@ -78,10 +78,10 @@ SPECS = {spec.dest: spec for spec in OPTIONS}
 
 SHOW_SETTINGS = """
 import json
-from pytest_aienergyscore.plugin import SETTINGS_KEY
+from pytest_aienergyscore.plugin import settings_of
 
 def test_show(request):
-    s = request.config.stash[SETTINGS_KEY]
+    s = settings_of(request.config)
     print("SETTINGS=" + json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in s._asdict().items()
                                    if k != "sources"}, default=str))
     print("SOURCES=" + json.dumps(dict(s.sources)))

@@ -742,9 +742,9 @@ def test_plugin_dcgm_without_url_is_a_usage_error_naming_both_options(bench: pyt
 
 def test_plugin_takes_repeated_urls_and_ini_lines(bench: pytest.Pytester) -> None:
     show = (
-        "from pytest_aienergyscore.plugin import SETTINGS_KEY\n"
+        "from pytest_aienergyscore.plugin import settings_of\n"
         "def test_show(request):\n"
-        "    print('URLS=' + ' '.join(request.config.stash[SETTINGS_KEY].dcgm_urls))\n"
+        "    print('URLS=' + ' '.join(settings_of(request.config).dcgm_urls))\n"
     )
     bench.makepyfile(test_show=show)
     result = bench.runpytest("-s", "--energy-dcgm-url=http://a:1/metrics", "--energy-dcgm-url=http://b:2/metrics")
