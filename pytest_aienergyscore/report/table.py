@@ -14,21 +14,106 @@ from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.rating import rate
 
+TABLE_WIDTH = 120  # the terminal table fits a common CI log and a split editor pane; full ids are in the files
+ELLIPSIS = "…"
+SHORTEN_COMFORT = 32  # an id is first cut no shorter than this; wrapping other cells comes before cutting it further
+SHORTEN_FLOOR = 16  # below this an id no longer says which benchmark it is
+
 
 @dataclass(frozen=True)
 class Column:
-    """A column of a table: its header, and whether it holds figures (right-aligned, so digits line up)."""
+    """A column of a table: its header, whether it holds figures (right-aligned, so digits line up), and how it may
+    give way when the table is too wide: ``shorten`` cuts it in the middle (ids, whose ends say the most), ``wrap_at``
+    breaks it onto more lines at that separator (lists of figures or notes, which must not lose a word)."""
 
     header: str
     numeric: bool = False
+    shorten: bool = False
+    wrap_at: str = ""
 
 
-def text_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> list[str]:
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: a test id's file and name are at its start and
+    its parameters (the model) at its end, so both ends are kept."""
+    if len(text) <= width:
+        return text
+    keep = max(width - len(ELLIPSIS), 0)
+    head = (keep + 1) // 2
+    return text[:head] + ELLIPSIS + (text[len(text) - keep // 2 :] if keep // 2 else "")
+
+
+def wrap_cell(text: str, separator: str, width: int) -> list[str]:
+    """``text`` broken after ``separator`` into lines of at most ``width`` where its pieces allow; a line that goes on
+    ends with the separator's visible part (``,``), and a piece longer than ``width`` stays whole (a figure is never
+    split)."""
+    pieces = text.split(separator) if separator else [text]
+    mark = separator.rstrip()
+    lines = [pieces[0]]
+    for number, piece in enumerate(pieces[1:], start=2):
+        joined = lines[-1] + separator + piece
+        if len(joined) + (0 if number == len(pieces) else len(mark)) <= width:
+            lines[-1] = joined
+        else:
+            lines[-1] += mark
+            lines.append(piece)
+    return lines
+
+
+def _longest_piece(column: Column, body: Sequence[Sequence[str]], index: int) -> int:
+    """The narrowest a wrapped column can get: its header, or its longest unbreakable piece (with the separator's
+    visible part that ends a wrapped line)."""
+    tail = len(column.wrap_at.rstrip())
+    pieces = (piece for row in body for piece in row[index].split(column.wrap_at))
+    return max(len(column.header), *(len(piece) + tail for piece in pieces))
+
+
+def _give_way(widths: list[int], index: int, floor: int, excess: int) -> int:
+    """Narrow column ``index`` towards ``floor`` by at most ``excess``; returns what is still too wide."""
+    cut = max(min(excess, widths[index] - floor), 0)
+    widths[index] -= cut
+    return excess - cut
+
+
+def _fit_widths(columns: Sequence[Column], body: Sequence[Sequence[str]], widths: list[int], limit: int) -> list[int]:
+    """Column widths that fit ``limit`` where the columns allow: ids are cut to a comfortable length first, then
+    lists are wrapped, then ids are cut to the floor. Beyond that the table stays wider rather than lose figures."""
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - limit
+    stages = [
+        *((i, max(len(c.header), SHORTEN_COMFORT)) for i, c in enumerate(columns) if c.shorten),
+        *((i, _longest_piece(c, body, i)) for i, c in enumerate(columns) if c.wrap_at),
+        *((i, max(len(c.header), SHORTEN_FLOOR)) for i, c in enumerate(columns) if c.shorten),
+    ]
+    for index, floor in stages:
+        if excess <= 0:
+            break
+        excess = _give_way(widths, index, floor, excess)
+    return widths
+
+
+def _cell_lines(column: Column, cell: str, width: int) -> list[str]:
+    if column.shorten:
+        return [shorten_middle(cell, width)]
+    return wrap_cell(cell, column.wrap_at, width) if column.wrap_at and len(cell) > width else [cell]
+
+
+def _row_lines(columns: Sequence[Column], row: Sequence[str], widths: Sequence[int]) -> list[list[str]]:
+    """A row as one or more lines of cells: a wrapped cell's later lines sit under it, the other cells blank."""
+    cells = [_cell_lines(column, cell, width) for column, cell, width in zip(columns, row, widths, strict=True)]
+    height = max(len(lines) for lines in cells)
+    return [[lines[i] if i < len(lines) else "" for lines in cells] for i in range(height)]
+
+
+def text_table(columns: Sequence[Column], body: Sequence[Sequence[str]], max_width: int | None = None) -> list[str]:
     """Header, a rule of dashes and the rows, two spaces between columns, each as wide as its widest cell, no
-    trailing spaces but on the rule. Empty without rows: a table of headers only would say nothing."""
+    trailing spaces but on the rule. Given a ``max_width``, the columns that may give way do (see :class:`Column`) until
+    the table fits. Empty without rows: a table of headers only would say nothing."""
     if not body:
         return []
+    _check_row_lengths(columns, body)
     widths = [max(len(column.header), *(len(row[i]) for row in body)) for i, column in enumerate(columns)]
+    if max_width is not None:
+        widths = _fit_widths(columns, body, widths, max_width)
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -37,7 +122,17 @@ def text_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> list
         )
 
     headers = [column.header for column in columns]
-    return [line(headers).rstrip(), line(["-" * width for width in widths]), *(line(row).rstrip() for row in body)]
+    lines = [line(headers).rstrip(), line(["-" * width for width in widths])]
+    return lines + [line(cells).rstrip() for row in body for cells in _row_lines(columns, row, widths)]
+
+
+def _check_row_lengths(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> None:
+    """A row with more or fewer cells than headers is a bug in the caller: in Markdown it would silently drop a
+    column (GitHub keeps only as many cells as the header has), so it is refused here for both renderers."""
+    for row in body:
+        if len(row) != len(columns):
+            headers = ", ".join(column.header for column in columns)
+            raise ValueError(f"a table row has {len(row)} cells for {len(columns)} columns ({headers}): {row!r}")
 
 
 def _markdown_cell(cell: str) -> str:
@@ -47,6 +142,7 @@ def _markdown_cell(cell: str) -> str:
 
 def markdown_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> list[str]:
     """The same table in GitHub-flavoured Markdown: numeric columns right-aligned through the rule row."""
+    _check_row_lengths(columns, body)
     rule = ["---:" if column.numeric else "---" for column in columns]
     lines = ["| " + " | ".join(column.header for column in columns) + " |", "| " + " | ".join(rule) + " |"]
     return lines + ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in body]
@@ -55,13 +151,13 @@ def markdown_table(columns: Sequence[Column], body: Sequence[Sequence[str]]) -> 
 # -- the results table ----------------------------------------------------------------------------------------------
 
 RESULT_COLUMNS = (
-    Column("benchmark"),
+    Column("benchmark", shorten=True),
     Column("device/meter"),
-    Column("phases (Wh)"),
+    Column("phases (Wh)", wrap_at=" "),
     Column("total Wh", numeric=True),
     Column("Wh/1k queries", numeric=True),
     Column("stars"),
-    Column("notes"),
+    Column("notes", wrap_at=", "),
 )
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
 NESTED_NOTE = "phases: (outer>inner=x) = inner ran inside outer and is part of its figure; the total adds up the others"
@@ -122,10 +218,11 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     return out
 
 
-def render(records: Sequence[Record], max_name: int = 48) -> list[str]:
-    """The table as lines; empty when nothing was metered."""
-    body = [(r[0] if len(r[0]) <= max_name else r[0][: max_name - 1] + "…", *r[1:]) for r in rows(records)]
-    lines = text_table(RESULT_COLUMNS, body)
+def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WIDTH) -> list[str]:
+    """The table as lines, at most ``width`` wide where it can be; empty when nothing was metered. A test id longer
+    than ``max_name`` is cut in the middle even when it would fit: the whole id is in the files."""
+    body = [(shorten_middle(row[0], max_name), *row[1:]) for row in rows(records)]
+    lines = text_table(RESULT_COLUMNS, body, max_width=width)
     if not lines:
         return []
     if any(row[5].endswith("*") for row in body):

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 from pytest_aienergyscore.gate.baselines import benchmark_entry
 from pytest_aienergyscore.gate.verdicts import GateSettings, compare_entry
@@ -24,6 +25,8 @@ from pytest_aienergyscore.report.exports import (
     markdown_summary,
     pytest_benchmark_json,
 )
+from pytest_aienergyscore.report.gate_table import VERDICT_COLUMNS
+from pytest_aienergyscore.report.table import RESULT_COLUMNS
 
 BENCH = """
 def test_one(energy_meter):
@@ -145,3 +148,85 @@ def test_energy_per_round_goes_into_pytest_benchmark_extra_info(bench: pytest.Py
     assert info["energy_rounds"] == 4 and info["energy_wh"] > 0
     assert info["energy_wh_per_round"] == pytest.approx(info["energy_wh"] / 4)
     assert info["energy_meter"] == "estimate" and info["energy_kind"] == "estimate"
+
+
+# -- the step summary as GitHub reads it ------------------------------------------------------------------------------
+
+TWO_BENCHMARKS = """
+def test_one(energy_meter):
+    energy_meter.set(model="org/one", task="text_classification")
+    with energy_meter.measure("forward", samples=8):
+        sum(i * i for i in range(200_000))
+
+def test_two(energy_meter):
+    energy_meter.set(model="org/two", task="text_classification")
+    with energy_meter.measure("forward", samples=8):
+        sum(i * i for i in range(200_000))
+    assert False, "the model answered wrongly"
+"""
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every table a GFM parser (markdown-it-py, as GitHub's tables behave) finds in ``text``: rows of cell texts,
+    the header first. The parser keeps only as many cells per row as the header has, as GitHub does: a cell too many
+    is not an error there, it is silently gone, which is why the tests compare cell contents, not only counts."""
+    tables: list[list[list[str]]] = []
+    in_cell = False
+    for token in MarkdownIt("commonmark").enable("table").parse(text):
+        if token.type == "table_open":
+            tables.append([])
+        elif token.type == "tr_open":
+            tables[-1].append([])
+        elif token.type in ("th_open", "td_open"):
+            in_cell = True
+        elif token.type == "inline" and in_cell:
+            tables[-1][-1].append(token.content)
+            in_cell = False
+    return tables
+
+
+def _assert_rows_as_wide_as_the_header(table: list[list[str]], headers: list[str]) -> None:
+    assert table[0] == headers
+    assert all(len(row) == len(headers) for row in table[1:])
+
+
+def test_the_step_summary_of_a_real_session_keeps_every_cell_under_its_header_on_github(
+    bench: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.makepyfile(test_two=TWO_BENCHMARKS)
+    bench.runpytest("-p", "no:cacheprovider", "--energy-save-baseline=base.json").assert_outcomes(passed=1, failed=1)
+    step_summary = bench.path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    bench.runpytest("-p", "no:cacheprovider", "--energy-baseline=base.json").assert_outcomes(passed=1, failed=1)
+
+    results, gate = markdown_tables(step_summary.read_text())
+    _assert_rows_as_wide_as_the_header(results, [column.header for column in RESULT_COLUMNS])
+    by_id = {row[0]: row for row in results[1:]}
+    assert set(by_id) == {"test_two.py::test_one", "test_two.py::test_two"}
+    assert by_id["test_two.py::test_one"][1] == "cpu/estimate"
+    one, two = by_id["test_two.py::test_one"][-1], by_id["test_two.py::test_two"][-1]  # the notes column
+    assert one.startswith("estimate, ") and one.endswith(", not comparable") and "failed" not in one
+    assert two.startswith("estimate, failed, ") and two.endswith(", not comparable")
+
+    _assert_rows_as_wide_as_the_header(gate, [column.header for column in VERDICT_COLUMNS])
+    verdicts = {row[0]: row[-1] for row in gate[1:]}
+    assert "test_two.py::test_one" in verdicts and all(verdicts.values())
+
+
+def test_the_step_summary_keeps_a_comparable_row_apart_from_a_not_comparable_one() -> None:
+    comparable, scaled = _record("a.py::test_a|pipe", [1.3]), _record("b.py::test_b", [1.0], samples=8)
+    verdict = compare_entry(
+        comparable.nodeid, benchmark_entry(comparable), benchmark_entry(_record("x", [1.0])), GateSettings(10)
+    )
+    from pytest_aienergyscore.gate.verdicts import GateOutcome
+
+    results, gate = markdown_tables(
+        markdown_summary([comparable, scaled], GateOutcome([verdict], GateSettings(10)), "t")
+    )
+    _assert_rows_as_wide_as_the_header(results, [column.header for column in RESULT_COLUMNS])
+    assert [(row[0], row[-1]) for row in results[1:]] == [
+        ("a.py::test_a|pipe", "ok"),
+        ("b.py::test_b", "not comparable"),
+    ]
+    _assert_rows_as_wide_as_the_header(gate, [column.header for column in VERDICT_COLUMNS])
+    assert gate[1][0] == "a.py::test_a|pipe" and gate[1][-1].startswith("regression")

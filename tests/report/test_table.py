@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pytest_aienergyscore.gate.verdicts import NO_BASELINE, REGRESSION, GateOutcome, GateSettings, Verdict
+from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
+from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.gate_table import gate_markdown, render_gate
-from pytest_aienergyscore.report.table import Column, markdown_table, text_table
+from pytest_aienergyscore.report.table import (
+    ELLIPSIS,
+    TABLE_WIDTH,
+    Column,
+    markdown_table,
+    render,
+    shorten_middle,
+    text_table,
+    wrap_cell,
+)
 
 COLUMNS = (Column("name"), Column("Wh", numeric=True), Column("note"))
 
@@ -70,3 +83,87 @@ def test_the_gate_in_markdown_names_whole_test_ids_with_the_same_numeric_columns
         == "| t.py::test_slow | Wh/1k queries | 1.000 | 1.300 | +30.0% | regression (no noise estimate: single runs) |"
     )
     assert lines[-3:] == ["- 1 verdict(s) have no noise estimate", "", f"**{_outcome().headline()}**"]
+
+
+def test_a_row_with_more_cells_than_headers_is_refused_in_markdown_and_in_text() -> None:
+    """GitHub drops the cells past the header's count, so a seventh cell under six headers (the notes) would vanish."""
+    with pytest.raises(ValueError, match=r"a table row has 4 cells for 3 columns \(name, Wh, note\)"):
+        markdown_table(COLUMNS, [("a", "1.5", "ok", "lost notes")])
+    with pytest.raises(ValueError, match="a table row has 2 cells for 3 columns"):
+        text_table(COLUMNS, [("a", "1.5")])
+
+
+# -- fitting the terminal's width -----------------------------------------------------------------------------------
+
+MODEL_150 = "org-with-a-long-name/" + "m" * 120 + "-instruct-v1"
+WIDE = (Column("id", shorten=True), Column("Wh", numeric=True), Column("phases", wrap_at=" "))
+
+
+def _estimate_record(nodeid: str, model: str, phases_wh: dict[str, float], outcome: str = "passed") -> Record:
+    """A CPU-estimate record (what this machine produces) with the given outermost phases."""
+    phases = [
+        Phase(
+            name,
+            Measurement(
+                name, "estimate", "estimate", 10.0, (DeviceEnergy("cpu", "cpu", wh * 3600, "estimate", "estimate"),)
+            ),
+            8,
+        )
+        for name, wh in phases_wh.items()
+    ]
+    return Record(nodeid, "pytorch", model=model, task="text_generation", phases=phases, outcome=outcome)
+
+
+def test_an_id_is_shortened_in_the_middle_keeping_its_start_and_its_end() -> None:
+    assert shorten_middle("test_energy[org/model]", 12) == "test_e" + ELLIPSIS + "odel]"
+    assert shorten_middle("short", 12) == "short"
+    assert len(shorten_middle("x" * 150, 40)) == 40
+
+
+def test_a_wrapped_cell_breaks_between_pieces_marks_the_break_and_never_splits_a_figure() -> None:
+    assert wrap_cell("estimate, failed, 2 warnings, not comparable", ", ", 18) == [
+        "estimate, failed,",
+        "2 warnings,",
+        "not comparable",
+    ]
+    assert wrap_cell("preprocess=1.23e-05 decode=7.89e-06", " ", 8) == ["preprocess=1.23e-05", "decode=7.89e-06"]
+
+
+def test_a_table_that_fits_is_drawn_the_same_with_or_without_a_width() -> None:
+    body = [("a", "1.5", "x=1 y=2"), ("longer", "12,345.0", "z=3")]
+    assert text_table(WIDE, body, max_width=TABLE_WIDTH) == text_table(WIDE, body)
+
+
+def test_a_table_too_wide_cuts_ids_to_a_comfortable_length_before_wrapping_lists() -> None:
+    body = [("i" * 60, "1.5", "forward=1.000 call=2.000")]
+    lines = text_table(WIDE, body, max_width=70)
+    assert lines[2] == "i" * 19 + ELLIPSIS + "i" * 19 + "  1.5  forward=1.000 call=2.000"
+    assert len(lines) == 3 and len(lines[2]) == 70
+
+
+def test_a_table_still_too_wide_wraps_lists_onto_more_lines_under_their_column() -> None:
+    body = [("i" * 40, "1.5", "forward=1.000 call=2.000")]
+    lines = text_table(WIDE, body, max_width=52)
+    assert lines[2:] == ["i" * 16 + ELLIPSIS + "i" * 15 + "  1.5  forward=1.000", " " * 39 + "call=2.000"]
+    assert all(len(line) <= 52 for line in lines)
+
+
+def test_the_results_table_with_a_150_character_model_and_test_id_fits_120_columns() -> None:
+    model_test = f"bench_models.py::test_energy[{MODEL_150}-text_generation]"
+    long_name = "bench_names.py::test_" + "that_the_assistant_answers_" * 5 + "politely_today"
+    assert len(MODEL_150) == 153 and len(long_name.rsplit("::", 1)[-1]) > 150
+    phases = {"preprocess": 1.2e-5, "prefill": 4.5e-6, "decode": 7.8e-6}
+    records = [
+        _estimate_record(model_test, MODEL_150, phases),
+        _estimate_record(long_name, "org/small", phases, outcome="failed"),
+    ]
+    lines = render(records)
+    assert lines and all(len(line) <= TABLE_WIDTH for line in lines), "\n".join(lines)
+    names = [line.split("  ")[0] for line in lines[2:] if not line.startswith(" ")]
+    assert names == [
+        "test_energy[org-" + ELLIPSIS + "ext_generation]",
+        "test_that_the_as" + ELLIPSIS + "_politely_today",
+    ]
+    text = "\n".join(lines)
+    for figure in ("preprocess=1.20e-05", "prefill=4.50e-06", "decode=7.80e-06", "estimate", "failed", "comparable"):
+        assert figure in text  # wrapped onto more lines, never cut
