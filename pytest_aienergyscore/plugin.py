@@ -7,12 +7,12 @@ library and pytest only; the meters, reports and backends load when a benchmark 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_aienergyscore.config.options import OPTIONS
+from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,27 +36,62 @@ EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
 DESELECTED_KEY = pytest.StashKey[bool]()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 PER_TEST_HOOKS = "aienergyscore-per-test"
+GROUP = "aienergyscore"
+YIELDED_FLAGS_KEY = pytest.StashKey[dict[str, str]]()  # our flags that a conftest or another plugin owns -> who
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("aienergyscore", "energy benchmarks, AI Energy Score style (pytest-aienergyscore)")
+    group = parser.getgroup(GROUP, "energy benchmarks, AI Energy Score style (pytest-aienergyscore)")
     for spec in OPTIONS:
-        if spec.is_flag:
-            group.addoption(spec.flag, dest=spec.dest, action="store_true", default=None, help=spec.help_text())
+        if spec.twin is not None:  # the plain flag waits for the conftests: see pytest_load_initial_conftests
+            _add_option(group, spec, spec.twin, spec.twin_help())
         else:
-            metavar = spec.metavar or ("{" + ",".join(spec.choices) + "}" if spec.choices else None)
-            action = "append" if spec.multiple else "store"
-            optional = {"nargs": "?", "const": spec.const} if spec.const is not None else {}
-            group.addoption(
-                spec.flag,
-                dest=spec.dest,
-                action=action,
-                default=None,
-                metavar=metavar,
-                help=spec.help_text(),
-                **optional,
-            )
+            _add_option(group, spec, spec.flag, spec.help_text())
         parser.addini(spec.ini, spec.help, default=None)
+
+
+def _add_option(group: pytest.OptionGroup, spec: OptionSpec, flag: str, help: str) -> None:
+    """One spelling of one row of the options table, as an argparse argument writing to the row's dest."""
+    if spec.is_flag:
+        group.addoption(flag, dest=spec.dest, action="store_true", default=None, help=help)
+        return
+    metavar = spec.metavar or ("{" + ",".join(spec.choices) + "}" if spec.choices else None)
+    action = "append" if spec.multiple else "store"
+    optional = {"nargs": "?", "const": spec.const} if spec.const is not None else {}
+    group.addoption(flag, dest=spec.dest, action=action, default=None, metavar=metavar, help=help, **optional)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> Generator[None, None, None]:
+    """Register the plain spelling of a twinned option (``--backend``) only after the initial conftests added theirs.
+
+    Many test suites define their own ``--backend``; registered first, ours would make their conftest die with an
+    argparse conflict in every pytest run of an environment that has this plugin. So theirs wins: where a conftest
+    (or a plugin loaded before) claimed the flag, ours answers to its twin (``--energy-backend``), its environment
+    variable and its ini key only, and the header line says so. The command line is parsed in full after this hook.
+    """
+    twinned = [spec for spec in OPTIONS if spec.twin is not None]
+    claimed_before = {spec.flag for spec in twinned if _claimed(parser, spec.flag)}
+    result = yield
+    owners = {spec.flag: "another plugin" for spec in twinned if spec.flag in claimed_before}
+    for spec in twinned:
+        if spec.flag not in claimed_before and _claimed(parser, spec.flag):
+            owners[spec.flag] = "conftest.py"
+        elif spec.flag not in owners:
+            _add_option(parser.getgroup(GROUP), spec, spec.flag, f"Same as {spec.twin}.")
+    early_config.stash[YIELDED_FLAGS_KEY] = owners
+    return result
+
+
+def _claimed(parser: pytest.Parser, flag: str) -> bool:
+    """Whether some plugin or conftest registered ``flag``. pytest has no public query for this. pytest 9 adds each
+    option to its argparse parser at once, whose table of option strings answers in one lookup; older pytest keeps
+    them, with their names, on each group (``Parser._anonymous``, ``Parser._groups``)."""
+    actions = getattr(getattr(parser, "optparser", None), "_option_string_actions", None)
+    if isinstance(actions, dict):
+        return flag in actions
+    groups = [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", ())]
+    return any(flag in option.names() for group in groups if group is not None for option in group.options)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,10 +132,11 @@ def settings_of(config: pytest.Config) -> Settings:
 def _anything_given(config: pytest.Config) -> bool:
     """Whether any of our options came from the command line, an environment variable or the ini file (or -o)."""
     option, environ = config.option, os.environ
+    ini = config.inipath is not None or bool(getattr(option, "override_ini", None))  # else no ini value can exist
     return any(
         getattr(option, spec.dest, None) is not None
         or (spec.env is not None and spec.env in environ)
-        or _ini(config, spec.ini) is not None
+        or (ini and _ini(config, spec.ini) is not None)
         for spec in OPTIONS
     )
 
@@ -179,8 +215,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         s = energy.settings
-        reporter.write_line(f"aienergyscore: backend {s.backend} ({s.source_of('backend')}), output {s.output_dir}")
+        yielded = _yielded_note(config)
+        reporter.write_line(
+            f"aienergyscore: backend {s.backend} ({s.source_of('backend')}){yielded}, output {s.output_dir}"
+        )
         reporter.write_line(f"aienergyscore: meter {energy.meter_description()}")
+
+
+def _yielded_note(config: pytest.Config) -> str:
+    """``; --backend belongs to conftest.py here: use --energy-backend`` where ours gave way, else nothing."""
+    twins = {spec.flag: spec.twin for spec in OPTIONS}
+    owners = config.stash.get(YIELDED_FLAGS_KEY, {})
+    return "".join(f"; {flag} belongs to {owner} here: use {twins[flag]}" for flag, owner in owners.items())
 
 
 def _any_marked(items: list[pytest.Item], name: str) -> bool:
@@ -309,151 +355,22 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Runs after pytest's own teardown of remaining fixtures, so interrupted tests' phases are in by now."""
-    energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is not None and not energy.records:
-        energy.finish(exitstatus)  # writes nothing; closes a backend loaded by a benchmark that failed before a record
-    elif energy is not None:
-        energy.finish(exitstatus)
-        _finish_ci(session, energy)
-        _exit_status(session, energy)
-
-
-def _exit_status(session: pytest.Session, energy: EnergySession) -> None:
-    """A session whose results could not all be written does not pass: the table says which file and why."""
-    if energy.outcome is not None and energy.outcome.interrupted:
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
-    elif energy.errors and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _finish_ci(session: pytest.Session, energy: EnergySession) -> None:
-    """Gate verdicts, the baseline and CI exports, on the controller only, once the session's files are written.
-
-    A failed gate turns a passing run's exit status into 1; the terminal summary, printed after this, still shows
-    every figure and verdict. A file that cannot be written is one line in the session's errors.
-    """
-    if energy.is_worker or energy.outcome is None:
+    config = session.config
+    energy = config.stash.get(SESSION_KEY, None)
+    if energy is None:
         return
-    from pytest_aienergyscore.gate.verdicts import GateSettings, evaluate, write_gate_file
-    from pytest_aienergyscore.report.exports import write_ci_exports
+    energy.finish(exitstatus)  # with no record it writes nothing, and closes a backend a failed benchmark loaded
+    if energy.records:
+        from pytest_aienergyscore.session.ci import finish_session
 
-    s, config, session_dir = energy.settings, session.config, energy.outcome.session_dir
-    rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
-    gate = evaluate(energy.records, config.stash.get(BASELINE_KEY, None), rules)
-    config.stash[GATE_KEY] = gate
-    if s.baseline is None and (s.fail_above is not None or s.require_baseline):
-        energy.notes.append("warning: no --energy-baseline PATH: nothing was compared, the energy gate did not run")
-    written: list[Path] = []
-    if session_dir is not None:
-        if gate is not None:
-            _write(energy, written, lambda: [write_gate_file(gate, session_dir)])
-        _write(
-            energy, written, lambda: write_ci_exports(session_dir, energy.records, gate, s.json_path, energy.session_id)
-        )
-    if s.save_baseline is not None:
-        _save_baseline(session, energy, s.save_baseline, written)
-    config.stash[EXPORTS_KEY] = written
-    if gate is not None and gate.failed and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _write(energy: EnergySession, written: list[Path], write: Callable[[], list[Path]]) -> None:
-    try:
-        written += write()
-    except OSError as err:  # a file that cannot be written must not hide the verdicts, nor become an internal error
-        energy.errors.append(str(err))
-
-
-def _save_baseline(session: pytest.Session, energy: EnergySession, path: Path, written: list[Path]) -> None:
-    """--energy-save-baseline: a session that ran every benchmark replaces the baseline; one that did not (Ctrl-C,
-    -x, a selection) only updates the entries of its passed benchmarks and keeps every other one."""
-    from pytest_aienergyscore.gate.baselines import BaselineError, save_baseline
-
-    partial = _partial_session(session)
-    try:
-        written.append(save_baseline(energy.records, path, energy.session_id, complete=partial is None))
-    except BaselineError as err:
-        energy.errors.append(f"baseline not saved: the session {partial}, and the baseline it would update: {err}")
-    except OSError as err:
-        energy.errors.append(f"baseline not saved: {err}")
-    else:
-        if partial is not None:
-            energy.notes.append(f"baseline {path}: the session {partial}, so only its passed benchmarks were updated")
-
-
-def _partial_session(session: pytest.Session) -> str | None:
-    """Why this session did not run every benchmark it was given to its end, or None when it did."""
-    if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-        return "was interrupted"
-    stopped = session.shouldfail or session.shouldstop
-    if stopped:
-        return f"stopped early ({stopped})" if isinstance(stopped, str) else "stopped early"
-    if session.config.stash.get(DESELECTED_KEY, False):
-        return "ran a selection of the tests"
-    return None
-
-
-def _write_ci_summary(terminalreporter: Any, config: pytest.Config, energy: EnergySession) -> None:
-    """Notes on how figures were taken, the gate's verdicts and the exports written, under the results table."""
-    for note in energy.notes:
-        terminalreporter.write_line(note, yellow=note.startswith("warning"))
-    gate = config.stash.get(GATE_KEY, None)
-    if gate is not None:
-        from pytest_aienergyscore.report.gate_table import render_gate
-
-        terminalreporter.write_line("")
-        terminalreporter.write_line("energy gate against the baseline (Wh per 1,000 queries unless marked):")
-        *lines, headline = render_gate(gate)
-        for line in lines:
-            terminalreporter.write_line(line)
-        terminalreporter.write_line(headline, red=gate.failed, green=not gate.failed, bold=True)
-    exports = config.stash.get(EXPORTS_KEY, [])
-    if exports:
-        terminalreporter.write_line("exports: " + ", ".join(str(path) for path in exports))
+        baseline, deselected = config.stash.get(BASELINE_KEY, None), config.stash.get(DESELECTED_KEY, False)
+        config.stash[GATE_KEY], config.stash[EXPORTS_KEY] = finish_session(session, energy, baseline, deselected)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     energy = config.stash.get(SESSION_KEY, None)
     if energy is None or energy.outcome is None or not energy.records:
         return
-    from pytest_aienergyscore.report.table import render
+    from pytest_aienergyscore.session.ci import write_summary
 
-    records = energy.records  # every record, whatever happened to its files
-    terminalreporter.section("AI Energy Score")
-    for line in render(records):
-        terminalreporter.write_line(line)
-    if any(record.meter_name() == "estimate" for record in records):
-        terminalreporter.write_line(
-            f"estimate: CPU time x {energy.settings.cpu_watts:g} W per busy core, not a measurement "
-            "(no GPU or readable RAPL counter here)"
-        )
-    if any(r.meter_name() == "codecarbon" and r.energy_kind() == "estimate" for r in records):
-        terminalreporter.write_line(
-            "codecarbon (--backend optimum): CPU energy is its estimate (TDP x load, or TDP) and RAM a constant "
-            "power, not measurements (no GPU or readable RAPL counter here)"
-        )
-    _write_ci_summary(terminalreporter, config, energy)
-    _write_errors(terminalreporter, energy)
-    outcome = energy.outcome
-    if outcome.session_dir is not None:
-        terminalreporter.write_line(f"results: {outcome.session_dir}")
-    if outcome.plot is not None:
-        terminalreporter.write_line(f"plot against the leaderboard: {outcome.plot}")
-
-
-MAX_ERROR_LINES = 10
-
-
-def _write_errors(terminalreporter: Any, energy: EnergySession) -> None:
-    """Each file that could not be written, one line each (the first few when a full disk failed them all)."""
-    errors = energy.errors
-    for line in errors[:MAX_ERROR_LINES]:
-        terminalreporter.write_line(f"error: {line}", red=True)
-    if len(errors) > MAX_ERROR_LINES:
-        terminalreporter.write_line(f"error: and {len(errors) - MAX_ERROR_LINES} more like these", red=True)
-    outcome = energy.outcome
-    folder = outcome.session_dir if outcome is not None and not outcome.interrupted else None  # that one says so
-    if errors and folder is not None and (folder / "records.jsonl").is_file():
-        terminalreporter.write_line(
-            f"once the cause is fixed, `aienergyscore report {folder}` writes what is missing", red=True
-        )
+    write_summary(terminalreporter, energy, config.stash.get(GATE_KEY, None), config.stash.get(EXPORTS_KEY, []))

@@ -225,16 +225,18 @@ def _device_options(key: str, raw: str) -> tuple[list[str], dict[str, str]]:
 
 
 def _plugin_options(values: Mapping[str, Any]) -> list[str]:
-    """The plugin options given to ``run`` itself, spelled for pytest."""
+    """The plugin options given to ``run`` itself, spelled for pytest: the namespaced spelling where there is one, so
+    that a project whose conftest owns ``--backend`` still hands ours to us."""
     options = []
     for spec in passthrough_specs():
         value = values.get(spec.dest)
         if value is None:
             continue
+        flag = spec.twin or spec.flag
         if spec.is_flag:
-            options.append(spec.flag)
+            options.append(flag)
             continue
-        options.extend(f"{spec.flag}={item}" for item in (value if isinstance(value, list) else [value]))
+        options.extend(f"{flag}={item}" for item in (value if isinstance(value, list) else [value]))
     return options
 
 

@@ -55,6 +55,7 @@ class OptionSpec:
         "metavar",
         "multiple",
         "parse",
+        "twin",
     )
 
     def __init__(
@@ -71,10 +72,11 @@ class OptionSpec:
         is_flag: bool = False,
         multiple: bool = False,  # the flag may be repeated; its values are joined with commas before parsing
         const: str | None = None,  # an optional value: the flag alone stands for this value (argparse nargs="?")
+        twin: str | None = None,  # a namespaced spelling, always ours; ``flag`` then yields to a conftest's own
     ) -> None:
         self.dest, self.attr, self.flag, self.help, self.parse = dest, attr, flag, help, parse
         self.default, self.env, self.metavar, self.choices = default, env, metavar, choices
-        self.is_flag, self.multiple, self.const = is_flag, multiple, const
+        self.is_flag, self.multiple, self.const, self.twin = is_flag, multiple, const, twin
 
     def __repr__(self) -> str:
         return f"OptionSpec({self.flag})"
@@ -92,6 +94,10 @@ class OptionSpec:
             extra.append(f"default {self.default}")
         return f"{self.help} ({'; '.join(extra)})"
 
+    def twin_help(self) -> str:
+        """Help for the namespaced twin: says that the short spelling is ours only where nobody else claims it."""
+        return f"{self.help_text()} Also {self.flag}, unless a conftest or another plugin defines its own {self.flag}."
+
 
 # -- what to run and where results go ------------------------------------------------------------------------------
 CORE_OPTIONS: tuple[OptionSpec, ...] = (
@@ -106,6 +112,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         default=DEFAULT_BACKEND,
         env="BENCHMARK_BACKEND",
         metavar="NAME",
+        twin="--energy-backend",  # many test suites define their own --backend (issue 15)
     ),
     OptionSpec(
         "energy_output",

@@ -268,3 +268,14 @@ def test_build_script_builds_this_dockerfile() -> None:
     text = build.read_text()
     assert "docker build" in text and "-f Dockerfile" in text
     assert subprocess.run(["bash", "-n", str(build)], check=False).returncode == 0
+
+
+def test_the_backend_reaches_the_containers_pytest_by_its_namespaced_spelling(tmp_path: Path) -> None:
+    """A project in the container whose conftest owns ``--backend`` must still hand the backend to us."""
+    plan = build_plan(
+        "text_generation",
+        ["backend.model=org/model"],
+        output=str(tmp_path / "out"),
+        plugin_values={"energy_backend": "pytorch"},
+    )
+    assert "--energy-backend=pytorch" in plan.options and not any(o.startswith("--backend") for o in plan.options)
