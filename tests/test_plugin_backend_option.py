@@ -96,7 +96,8 @@ def test_an_unknown_energy_backend_value_is_a_one_line_usage_error(bench: pytest
     result = bench.runpytest("-p", "no:cacheprovider", "--backend", "cuda", "--energy-backend", "nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if "invalid value 'nosuch'" in line]
-    assert len(errors) == 1 and "(from command line); allowed: " in errors[0] and "pytorch" in errors[0]
+    assert len(errors) == 1 and "--backend/--energy-backend: invalid value 'nosuch'" in errors[0]
+    assert "(from command line); allowed: " in errors[0] and "pytorch" in errors[0]
     assert "Traceback" not in "\n".join(result.errlines)
 
 

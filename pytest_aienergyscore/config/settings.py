@@ -89,7 +89,8 @@ def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_
     try:
         return spec.parse(str(raw)), source
     except ValueError as err:
-        raise SettingsError(spec.flag, source, raw, str(err)) from None
+        flag = spec.flag if spec.twin is None else f"{spec.flag}/{spec.twin}"  # either may have been used
+        raise SettingsError(flag, source, raw, str(err)) from None
 
 
 def _resolve_ci_paths(values: dict[str, Any], sources: Mapping[str, str], cwd: Path, rootdir: Path) -> None:
