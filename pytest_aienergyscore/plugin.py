@@ -16,6 +16,7 @@ from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Literal
 
     from _pytest.nodes import Node
 
@@ -47,7 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             _add_option(group, spec, spec.twin, spec.twin_help())
         else:
             _add_option(group, spec, spec.flag, spec.help_text())
-        parser.addini(spec.ini, spec.help, default=None)
+        # typed so that --help says what a key takes; default None keeps "not in the ini file" apart from a value
+        kind: Literal["bool", "linelist", "string"] = (
+            "bool" if spec.is_flag else "linelist" if spec.multiple else "string"
+        )
+        parser.addini(spec.ini, spec.help, kind, None)
 
 
 def _add_option(group: pytest.OptionGroup, spec: OptionSpec, flag: str, help: str) -> None:
@@ -120,7 +125,7 @@ def settings_of(config: pytest.Config) -> Settings:
         from pytest_aienergyscore.config.settings import SettingsError, build_settings
 
         cli = {spec.dest: getattr(config.option, spec.dest, None) for spec in OPTIONS}
-        ini = {spec.dest: _ini(config, spec.ini) for spec in OPTIONS}
+        ini = {spec.dest: _ini(config, spec) for spec in OPTIONS}
         try:
             settings = build_settings(cli, ini, cwd=config.invocation_params.dir, rootdir=config.rootpath)
         except SettingsError as err:
@@ -136,7 +141,7 @@ def _anything_given(config: pytest.Config) -> bool:
     return any(
         getattr(option, spec.dest, None) is not None
         or (spec.env is not None and spec.env in environ)
-        or (ini and _ini(config, spec.ini) is not None)
+        or (ini and _ini(config, spec) is not None)
         for spec in OPTIONS
     )
 
@@ -184,9 +189,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return auto_num_workers(config)
 
 
-def _ini(config: pytest.Config, name: str) -> str | None:
-    value = config.getini(name)
-    return None if value in (None, "", []) else str(value)
+def _ini(config: pytest.Config, spec: OptionSpec) -> str | bool | list[str] | None:
+    """One ini key as pytest typed it (a bool for a flag, the lines of a repeatable option, else the text), or None
+    when unset or empty; ``resolve_value`` turns each into what the option's parser takes. pytest's own error for a
+    bad bool names neither the key nor what is allowed, so it becomes our one line."""
+    try:
+        value = config.getini(spec.ini)
+    except (ValueError, pytest.UsageError) as err:  # pytest 8 raises the ValueError, pytest 9 wraps it
+        if "''" in str(err):  # a key left empty (``energy_strict =``) means the default, as for every other key
+            return None
+        allowed = "true/false, yes/no, on/off, 1/0, y/n, t/f"
+        raise pytest.UsageError(f"{spec.flag}: {err} (from ini key {spec.ini}); allowed: {allowed}") from None
+    return None if value in (None, "", []) else value
 
 
 def _session(config: pytest.Config) -> EnergySession:

@@ -34,6 +34,16 @@ def _meters() -> tuple[str, ...]:
 CPU_SCOPES = ("process", "machine")
 
 
+def _as_written(default: Any) -> str:
+    """A default as a user would write it on the command line (``0,1``, ``120``, ``results``): help that shows a
+    Python repr (``(0,)``, ``120.0``, ``PosixPath('results')``) is a value nobody can paste back."""
+    if isinstance(default, (tuple, list)):
+        return ",".join(_as_written(item) for item in default)
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
+
+
 class OptionSpec:
     """One setting: how it is spelled in each source, how it is parsed, and its help text (shared by all sources).
 
@@ -91,7 +101,7 @@ class OptionSpec:
             extra.append(f"env {self.env}")
         extra.append(f"ini {self.ini}")
         if self.default not in (None, False, ()):
-            extra.append(f"default {self.default}")
+            extra.append(f"default {_as_written(self.default)}")
         return f"{self.help} ({'; '.join(extra)})"
 
     def twin_help(self) -> str:

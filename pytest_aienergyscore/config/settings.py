@@ -72,19 +72,23 @@ class Settings(Frozen):
         return self.sources.get(field_name, "default")
 
 
-def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_value: str | None) -> tuple[Any, str]:
-    """Pick one option's value and name its source. CLI values already went through argparse (typed for flags)."""
+IniValue = str | bool | list[str] | None  # as pytest's getini types it: bool for flags, linelist for repeatables
+
+
+def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_value: IniValue) -> tuple[Any, str]:
+    """Pick one option's value and name its source. CLI values already went through argparse (typed for flags), and
+    ini values through pytest's getini (a bool, or a list of lines): both are turned back into parser text below."""
     if cli_value is not None:
         raw, source = cli_value, "command line"
     elif spec.env and env.get(spec.env, "").strip():
         raw, source = env[spec.env], f"environment variable {spec.env}"
-    elif ini_value is not None and str(ini_value).strip():
+    elif isinstance(ini_value, bool) or (ini_value and "".join(ini_value).strip()):  # False is a value, [] is not
         raw, source = ini_value, f"ini key {spec.ini}"
     else:
         return spec.default, "default"
     if isinstance(raw, bool):
         return raw, source
-    if isinstance(raw, (list, tuple)):  # a repeated flag (OptionSpec.multiple)
+    if isinstance(raw, (list, tuple)):  # a repeated flag or a linelist ini key (OptionSpec.multiple): as --x a --x b
         raw = ",".join(str(item) for item in raw)
     try:
         return spec.parse(str(raw)), source
@@ -121,7 +125,7 @@ def _resolve_optimum_python(value: str | None, sources: Mapping[str, str], cwd: 
 
 def build_settings(
     cli: Mapping[str, Any],
-    ini: Mapping[str, str | None],
+    ini: Mapping[str, IniValue],
     env: Mapping[str, str] | None = None,
     *,
     cwd: Path,

@@ -70,15 +70,46 @@ STAR_ROW_TOP = STAR_Y - STAR_OUTER - 4
 STAR_ROW_SIZE = (WIDTH - 2 * MARGIN, 2 * STAR_OUTER + 8)
 
 
+# An indicative label (not comparable, or an estimate) must not pass for an official one once cropped: its stars are
+# outlines only and the words run in a band through the middle of every star.
+STAMP_WORDS = "INDICATIVE, NOT COMPARABLE"
+STAMP_BAND = (STAR_Y - 14, STAR_Y + 14)  # label rows the band covers
+STAMP_INSET = 8  # the words run from MARGIN + 8 to WIDTH - MARGIN - 8: past the outer points of the end stars
+HOLLOW_EDGE = 3  # a hollow star's outline is drawn thicker than a filled one's, so the count still reads
+
+
 @cache
-def _star_row(earned: int) -> Image.Image:
-    """The five stars, the first ``earned`` filled, as a patch that goes at (MARGIN, STAR_ROW_TOP)."""
+def _star_row(earned: int, hollow: bool = False, stamped: bool = False) -> Image.Image:
+    """The five stars, the first ``earned`` filled (outlined only when ``hollow``), as a patch that goes at
+    (MARGIN, STAR_ROW_TOP); ``stamped`` runs the indicative band through them."""
     canvas = Canvas(STAR_ROW_SIZE)
     for index, (cx, cy) in enumerate(STAR_CENTERS):
         filled = index < earned
         points = star_points(cx - MARGIN, cy - STAR_ROW_TOP, STAR_OUTER)
-        canvas.polygon(points, STAR_FILL if filled else STAR_EMPTY, STAR_EDGE if filled else STAR_EMPTY_EDGE)
+        edge = STAR_EDGE if filled else STAR_EMPTY_EDGE
+        if hollow:
+            canvas.polygon(points, None, edge, width=HOLLOW_EDGE)
+        else:
+            canvas.polygon(points, STAR_FILL if filled else STAR_EMPTY, edge)
+    if stamped:
+        _stamp(canvas)
     return canvas.finish()
+
+
+def _stamp(c: Surface) -> None:
+    """The band across the star row (row-patch coordinates), its words spread letter by letter over the whole row so
+    that every star, and any crop of one, carries part of them."""
+    top, bottom = (y - STAR_ROW_TOP for y in STAMP_BAND)
+    right = STAR_ROW_SIZE[0]
+    c.draw.rectangle([0, c.s(top), c.s(right), c.s(bottom)], fill=WARN_FILL)
+    for y in (top, bottom - 1.5):
+        c.draw.rectangle([0, c.s(y), c.s(right), c.s(y + 1.5)], fill=WARN_EDGE)
+    widths = [c.width(ch, "extrabold", 20) for ch in STAMP_WORDS]
+    tracking = (right - 2 * STAMP_INSET - sum(widths)) / (len(STAMP_WORDS) - 1)
+    x: float = STAMP_INSET
+    for ch, width in zip(STAMP_WORDS, widths, strict=True):
+        c.text((x, (top + bottom) / 2), ch, "extrabold", 20, WARN_TEXT, anchor="lm")
+        x += width + tracking
 
 
 def _background(edition: str | None) -> Image.Image:
@@ -152,7 +183,8 @@ def _identity(c: Surface, data: LabelData) -> None:
 
 
 def _stars(c: Surface, data: LabelData) -> None:
-    c.image.paste(_star_row(data.stars or 0), (MARGIN, STAR_ROW_TOP))
+    row = _star_row(data.stars or 0) if data.official else _star_row(data.stars or 0, hollow=True, stamped=True)
+    c.image.paste(row, (MARGIN, STAR_ROW_TOP))
     if data.stars is None:
         note = (data.stars_note or "not rated").split(" (")[0]  # the label has room for the gist only
         caption, size = c.fit(f"No stars: {note}", "semibold", (20, 18), WIDTH - 2 * MARGIN)
@@ -296,6 +328,8 @@ __all__ = [
     "ENERGY_CAPTION",
     "HEIGHT",
     "LABEL_FILE",
+    "STAMP_BAND",
+    "STAMP_WORDS",
     "STAR_CENTERS",
     "WIDTH",
     "label_png",

@@ -98,8 +98,9 @@ class Surface:
             [self.s(v) for v in xyxy], radius=self.s(radius), fill=fill, outline=outline, width=self.s(1.5)
         )
 
-    def polygon(self, points: list[tuple[float, float]], fill: str, outline: str) -> None:
-        self.draw.polygon([(self.s(x), self.s(y)) for x, y in points], fill=fill, outline=outline, width=self.s(2))
+    def polygon(self, points: list[tuple[float, float]], fill: str | None, outline: str, width: float = 2) -> None:
+        """A filled polygon, or only its outline (``fill`` None), ``width`` label pixels thick."""
+        self.draw.polygon([(self.s(x), self.s(y)) for x, y in points], fill=fill, outline=outline, width=self.s(width))
 
     def fit(self, text: str, weight: str, sizes: tuple[int, ...], width: float) -> tuple[str, int]:
         """The largest size at which ``text`` fits ``width``; at the smallest, the text cut with an ellipsis."""

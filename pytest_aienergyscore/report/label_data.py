@@ -34,6 +34,13 @@ class LabelData:
     stars_note: str | None = None
     reasons: tuple[str, ...] = field(default_factory=tuple)
     edition: str | None = None
+    estimate: bool = False
+
+    @property
+    def official(self) -> bool:
+        """Whether the label may look like an official AI Energy Score label: a comparable, measured figure. Anything
+        else is drawn so that no crop of it passes for one (hollow stars, the words across them)."""
+        return not self.indicative and not self.estimate
 
 
 def _model_and_provider(model: str | None) -> tuple[str, str]:
@@ -102,7 +109,13 @@ def label_data(summary: dict[str, Any], report: dict[str, Any] | None = None) ->
         stars_note=summary.get("stars_note"),
         reasons=tuple(summary.get("not_comparable_reasons") or ()),
         edition=bins.get("edition"),
+        estimate=_is_estimate(summary),
     )
+
+
+def _is_estimate(summary: dict[str, Any]) -> bool:
+    """An estimate by either key: a zip from someone else may say comparable yet carry an estimated figure."""
+    return summary.get("energy_kind") == "estimate" or "estimate" in str(summary.get("meter") or "").split(",")
 
 
 RUN_JSON_LIMIT = 64 << 20  # a summary or report larger than this is not one this plugin wrote

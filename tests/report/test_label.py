@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import zipfile
+from importlib import metadata
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -14,25 +16,32 @@ import pytest
 from pytest_aienergyscore.cli.main import main as cli_main
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
 from pytest_aienergyscore.records.record import Phase, Record
-from pytest_aienergyscore.report import label_canvas
+from pytest_aienergyscore.report import label, label_canvas
 from pytest_aienergyscore.report.files import energy_summary, write_run_folder
 from pytest_aienergyscore.report.label import (
     HEIGHT,
     LABEL_FILE,
     MARGIN,
     OK_FILL,
+    STAMP_BAND,
     STAR_CENTERS,
+    STAR_EDGE,
     STAR_EMPTY,
+    STAR_EMPTY_EDGE,
     STAR_FILL,
+    STAR_OUTER,
+    STAR_ROW_TOP,
     WARN_FILL,
+    WARN_TEXT,
     WIDTH,
     render_label,
 )
-from pytest_aienergyscore.report.label_data import label_data
+from pytest_aienergyscore.report.label_data import LabelData, label_data
 from pytest_aienergyscore.report.plot import PLOT_FILE, draw_plot, panels, write_plot
 from pytest_aienergyscore.rules.tasks import get_task
 
 Image = pytest.importorskip("PIL.Image")
+ImageChops = pytest.importorskip("PIL.ImageChops")
 pytest.importorskip("matplotlib")
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -92,6 +101,91 @@ def test_the_note_says_whether_the_result_is_comparable() -> None:
     assert near(rgb(comparable, (MARGIN + 8, 588 + 53)), hex_rgb(OK_FILL))
     estimate = render_label(label_data(energy_summary(record(queries=4))))
     assert near(rgb(estimate, (MARGIN + 8, 588 + 40)), hex_rgb(WARN_FILL))
+
+
+# -- an indicative label cannot pass for an official one -------------------------------------------------------------
+
+
+WHITE = (255, 255, 255)
+
+
+def star_insides(cx: int, cy: int) -> list[tuple[int, int]]:
+    """Points well inside a star outside the band: its top point and its lower left point."""
+    return [(cx, cy - 22), (cx - 12, cy + 18)]
+
+
+def indicative() -> LabelData:
+    """A 4-star label of a run that is not comparable (4 queries instead of 1,000)."""
+    data = label_data(energy_summary(record(queries=4)))
+    assert data.stars == 4 and not data.official
+    return data
+
+
+def test_an_indicative_label_draws_its_stars_hollow() -> None:
+    image = render_label(indicative())
+    for index, (cx, cy) in enumerate(STAR_CENTERS):
+        assert all(near(rgb(image, xy), WHITE, 6) for xy in star_insides(cx, cy)), f"star {index} is not hollow"
+        edge = STAR_EDGE if index < 4 else STAR_EMPTY_EDGE  # the earned ones still read by their outline
+        assert near(rgb(image, (cx, cy - STAR_OUTER + 2)), hex_rgb(edge), 24), f"star {index} has no outline"
+
+
+def test_an_indicative_label_runs_its_words_through_every_star() -> None:
+    data = indicative()
+    image = render_label(data)
+    unstamped = image.copy()
+    unstamped.paste(label._star_row(4, hollow=True, stamped=False), (MARGIN, STAR_ROW_TOP))
+    left, top, right, bottom = ImageChops.difference(image, unstamped).getbbox()
+    ringing = 3  # rows the supersampled patch's Lanczos scaling spreads an edge over
+    assert STAMP_BAND[0] - ringing <= top <= STAMP_BAND[0] and STAMP_BAND[1] <= bottom <= STAMP_BAND[1] + ringing
+    assert left <= STAR_CENTERS[0][0] - STAR_OUTER and right >= STAR_CENTERS[-1][0] + STAR_OUTER
+    for index, (cx, _) in enumerate(STAR_CENTERS):
+        ink = [
+            (x, y)
+            for x in range(cx - STAR_OUTER, cx + STAR_OUTER)
+            for y in range(*STAMP_BAND)
+            if near(rgb(image, (x, y)), hex_rgb(WARN_TEXT), 20)
+        ]
+        assert len(ink) > 40, f"star {index} carries no part of the words"
+
+
+def test_an_estimate_is_indicative_even_if_its_summary_says_comparable() -> None:
+    summary = {**energy_summary(record()), "energy_kind": "estimate", "meter": "estimate"}
+    assert summary["comparable"] is True
+    data = label_data(summary)
+    assert data.estimate and not data.indicative and not data.official
+    image = render_label(data)
+    assert near(rgb(image, star_insides(*STAR_CENTERS[0])[0]), WHITE, 6)
+
+
+def test_a_comparable_measured_label_has_filled_stars_and_no_band() -> None:
+    data = label_data(energy_summary(record()))
+    assert data.official
+    image = render_label(data)
+    gap = (STAR_CENTERS[0][0] + STAR_CENTERS[1][0]) // 2
+    assert all(near(rgb(image, (gap, y)), WHITE, 6) for y in range(*STAMP_BAND))
+    assert near(rgb(image, star_insides(*STAR_CENTERS[0])[0]), hex_rgb(STAR_FILL))
+
+
+# The PNG bytes of comparable labels as they were before indicative labels were stamped; pinned for the Pillow,
+# FreeType and font versions they were drawn with (another version anti-aliases differently).
+PINNED_WITH = ("13.0.0", "2.14.3", "2020.10.30")
+PINNED_SHA256 = {
+    3.0: "64d58059c72a9c4ed256f80389e4109ec073cd661d2a7d7a9f9393941a62ded6",
+    30.0: "3daee10f60af37c7095dcbd1fabd87689223cec233cb2381c96ab5f56d5b0f97",
+    80.0: "79c52329235ae22cd7ff2bda4ee9d222a0eaa1d609e50827c09d88dcaa70f360",
+}
+
+
+@pytest.mark.parametrize("wh", sorted(PINNED_SHA256))
+def test_a_comparable_label_is_byte_for_byte_what_it_was(wh: float) -> None:
+    from PIL import __version__ as pillow
+    from PIL import features
+
+    versions = (pillow, features.version("freetype2"), metadata.version("ttf-opensans"))
+    if versions != PINNED_WITH:
+        pytest.skip(f"bytes pinned with Pillow/FreeType/ttf-opensans {PINNED_WITH}, not {versions}")
+    png = label._png.__wrapped__(label_data(energy_summary(record(wh=wh))))  # drawn now: _png's cache left alone
+    assert hashlib.sha256(png).hexdigest() == PINNED_SHA256[wh]
 
 
 def test_label_data_carries_what_the_label_shows() -> None:
