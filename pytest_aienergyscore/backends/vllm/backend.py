@@ -154,7 +154,7 @@ class VllmBackend(Backend):
         assert self.endpoint is not None and self.task is not None
         entry = next(e for e in entries if e.get("id") == self.served_model)
         local = is_local_host(self.endpoint.host)
-        route, _ = query_fields(self.task, self._loaded_protocol(), "")
+        route, _ = query_fields(*self._loaded(), "")
         place, notes = self._place_and_notes(request, local)
         folder = str(entry.get("root") or self.served_model)
         return {
@@ -208,22 +208,18 @@ class VllmBackend(Backend):
     # -- preprocess ---------------------------------------------------------------------------------------------
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
         """Request bodies without the generation fields (they differ per phase); nothing is sent, nothing counted."""
-        task, protocol = self._loaded_task(), self._loaded_protocol()
+        task, protocol = self._loaded()
         inputs = []
         for sample in samples:
             route, fields = query_fields(task, protocol, str(sample["text"]))
             inputs.append((route, {"model": self.served_model, **fields}))
         return Prepared(inputs, details={"token_counts": "from the server's usage, once requests ran"})
 
-    def _loaded_task(self) -> TaskSpec:
-        if self.task is None or self.endpoint is None:
+    def _loaded(self) -> tuple[TaskSpec, Protocol]:
+        """The connected server's task and the protocol it runs, or one line saying that no server is connected."""
+        if self.task is None or self.protocol is None or self.endpoint is None:
             raise BackendError("no server is connected")
-        return self.task
-
-    def _loaded_protocol(self) -> Protocol:
-        if self.protocol is None:
-            raise BackendError("no server is connected")
-        return self.protocol
+        return self.task, self.protocol
 
     # -- warm-up and phases -------------------------------------------------------------------------------------
     def warmup(self, prepared: Prepared, runs: int, overrides: dict[str, Any]) -> None:
@@ -241,7 +237,7 @@ class VllmBackend(Backend):
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         """Every request of the phase; failures are counted in the details, which fail the benchmark past 5%."""
         if phase not in ("prefill", "generate"):
-            raise BackendError(f"task {self._loaded_task().name} has no phase {phase!r} on --backend vllm")
+            raise BackendError(f"task {self._loaded()[0].name} has no phase {phase!r} on --backend vllm")
         bodies = self._bodies(prepared.inputs, overrides, phase)
         steady = SteadyState(f"{phase}-steady-state#{next(_window_ids)}")
         load = Load(len(bodies), self.concurrency, self.window_hook, steady)
@@ -267,14 +263,14 @@ class VllmBackend(Backend):
         self, inputs: list[tuple[str, dict[str, Any]]], overrides: dict[str, Any], phase: str
     ) -> list[tuple[Any, bytes]]:
         """(URL, JSON body) per request, all built before the first request is sent, so sending is all that is left."""
-        self._loaded_task()
-        assert self.endpoint is not None and self.protocol is not None
+        _, protocol = self._loaded()
+        assert self.endpoint is not None
         if phase == "prefill":
-            params = self.protocol.prefill(overrides)
+            params = protocol.prefill(overrides)
         elif phase == "warmup":
-            params = self.protocol.warmup_generate(overrides)
+            params = protocol.warmup_generate(overrides)
         else:
-            params = self.protocol.generate(overrides)
+            params = protocol.generate(overrides)
         return encode_bodies(self.endpoint, inputs, generation_fields(self.kind, params))
 
     def _phase_work(self, load: Load, wall_s: float, bodies: list[tuple[Any, bytes]]) -> PhaseWork:
