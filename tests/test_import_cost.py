@@ -37,7 +37,6 @@ def test_a_session_without_benchmarks_loads_no_meter_or_report_code(pytester) ->
         "pytest_aienergyscore.config.parsers",
         "pytest_aienergyscore.config.registry",
         "pytest_aienergyscore.config.settings",
-        "pytest_aienergyscore.config.frozen",
         "pytest_aienergyscore.session",
         "pytest_aienergyscore.records",
         "pytest_aienergyscore.session.energy_session",

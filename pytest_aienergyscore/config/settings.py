@@ -13,9 +13,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from pytest_aienergyscore.config.frozen import Frozen
 from pytest_aienergyscore.config.options import DEFAULT_BACKEND, OPTIONS, OptionSpec
 
 
@@ -27,9 +26,9 @@ class SettingsError(ValueError):
         super().__init__(f"{flag}: invalid value {value!r} (from {source}); allowed: {allowed}")
 
 
-class Settings(Frozen):
+class Settings(NamedTuple):
     """Everything the plugin was told, after precedence and validation. Built once, never mutated (``_replace``
-    makes a changed copy). :class:`~.frozen.Frozen` for the same start-up reason as OptionSpec."""
+    makes a changed copy). Imported only when a session resolves its settings, never at a bare pytest start-up."""
 
     backend: str = DEFAULT_BACKEND
     vllm_endpoint: str | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_aienergyscore.config.options import OPTIONS
-from pytest_aienergyscore.config.settings import SettingsError, build_settings
+from pytest_aienergyscore.config.settings import Settings, SettingsError, build_settings
 
 # option dest -> (ini value, env value, cli value, expected ini, expected env, expected cli)
 CASES = {
@@ -221,3 +221,8 @@ def test_a_blank_dcgm_selector_on_the_command_line_is_refused_with_the_grammar(t
     with pytest.raises(SettingsError) as err:
         build_settings({"energy_dcgm_gpus": ""}, {}, {}, cwd=tmp_path, rootdir=tmp_path)
     assert str(err.value) == f"--energy-dcgm-gpus: invalid value '' (from command line); allowed: {GRAMMAR}"
+
+
+def test_default_settings_equal_settings_built_with_every_default_spelled_out() -> None:
+    spelled = Settings(**{name: getattr(Settings(), name) for name in Settings._fields})
+    assert spelled == Settings() and spelled.backend == "optimum" and Settings().source_of("backend") == "default"
