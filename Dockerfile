@@ -17,14 +17,14 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/root/.cache/huggingface
 
 WORKDIR /opt/pytest-aienergyscore
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE CHANGELOG.md ./
 COPY pytest_aienergyscore/ ./pytest_aienergyscore/
-COPY scripts/setup_optimum_env.sh ./scripts/setup_optimum_env.sh
 
 # The plugin with the pytorch backend, the vllm client and the label fonts; torch (CUDA) comes with the base image.
 RUN python -m pip install ".[pytorch,vllm,label]" && aienergyscore run --help >/dev/null
-# optimum-benchmark in an environment of its own (it needs transformers<5), for BENCHMARK_BACKEND=optimum.
-RUN PYTHON_BIN=python3.11 bash scripts/setup_optimum_env.sh /opt/venv-optimum
+# optimum-benchmark in an environment of its own (it needs transformers<5), for BENCHMARK_BACKEND=optimum: the
+# package's own command, as a user runs it (here at a fixed path, named by AIENERGYSCORE_OPTIMUM_PYTHON above).
+RUN aienergyscore setup optimum --path /opt/venv-optimum
 
 RUN mkdir -p /results
 VOLUME ["/results"]

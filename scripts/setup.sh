@@ -33,9 +33,9 @@ if missing:
     sys.exit(f"setup: still missing after install: {', '.join(missing)}")
 print("setup: main environment ready")
 PY
-# optimum-benchmark (the default --backend optimum) in its own environment, .venv-optimum at the repo root: it needs
+# optimum-benchmark (the default --backend optimum) in its own environment, made by the package's own command in the
+# user's cache ($XDG_CACHE_HOME/pytest-aienergyscore/optimum-env), where the backend finds it from any folder: it needs
 # transformers<5, which cannot live beside this environment's transformers 5. Idempotent, like this script.
 if [ "${AIENERGYSCORE_SKIP_OPTIMUM_ENV:-0}" != "1" ]; then
-  echo "setup: preparing the optimum-benchmark environment (.venv-optimum)"
-  bash scripts/setup_optimum_env.sh
+  "$VENV/bin/aienergyscore" setup optimum
 fi

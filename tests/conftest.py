@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from pytest_aienergyscore.backends.optimum.environment import default_python
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
+
+# The optimum environment belongs to the machine (`aienergyscore setup optimum` makes it once in the user's cache, as
+# scripts/setup.sh does): find it before XDG_CACHE_HOME is pointed inside the repo, and hand it on to every run.
+os.environ.setdefault("AIENERGYSCORE_OPTIMUM_PYTHON", str(default_python()))
 
 # No Hub at test time, and every cache inside the repo's ignored .cache folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from pytest_aienergyscore.config.cache import cache_root
+
 if TYPE_CHECKING:  # only for annotations: importing transformers at run time would slow down the plugin's start
     from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel
 
@@ -67,9 +69,8 @@ class ModelUnavailable(Exception):
 
 
 def default_cache_dir() -> Path:
-    """Where converted models live: ``$XDG_CACHE_HOME`` (or ``~/.cache``), so CI can point it at a kept folder."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "pytest-aienergyscore" / "models"
+    """Where converted models live: the plugin's cache (``$XDG_CACHE_HOME``), so CI can point it at a kept folder."""
+    return cache_root() / "models"
 
 
 def _package_dir(package: str, dist: str) -> Path:

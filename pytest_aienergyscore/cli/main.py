@@ -3,7 +3,8 @@
 Sub-commands: ``verify`` an archive against its manifest, ``doctor`` the meters of this machine, ``protocol`` the
 work each task does and where each value comes from, and ``report`` the
 files of a session again from its ``records.jsonl`` (after a crash that stopped pytest before it could write them);
-``run`` one benchmark with AI Energy Score's Docker command line, and ``label`` a result as a PNG.
+``run`` one benchmark with AI Energy Score's Docker command line, ``label`` a result as a PNG, ``merge`` the
+results of several machines, and ``setup`` the environment a backend runs in (optimum-benchmark's, a CPU vLLM).
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
     _add_run_and_label(sub)
     _add_merge(sub)
+    _add_setup(sub)
     return parser
 
 
@@ -214,6 +216,56 @@ def _add_merge(sub: Any) -> None:
     merge.add_argument("folders", nargs="+", metavar="DIR", help="results folders, session folders or run folders")
     merge.add_argument("-o", "--output", metavar="OUT", default="merged", help="where to write (default merged/)")
     merge.set_defaults(func=_merge)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from pytest_aienergyscore.backends.environments import RECIPES, default_path
+    from pytest_aienergyscore.cli.environments import Setup, SetupFailed
+
+    recipe = RECIPES[args.target]
+    path = Path(args.path).expanduser().absolute() if args.path else default_path(recipe)
+    prefix = f"aienergyscore setup {recipe.name}"
+
+    def say(line: str) -> None:
+        print(f"{prefix}: {line}", flush=True)
+
+    setup = Setup(recipe, path, python=args.python, torch=args.torch, force=args.force, verbose=args.verbose, say=say)
+    try:
+        python = setup.run()
+    except SetupFailed as err:
+        print(f"{prefix}: {err}", file=sys.stderr)
+        return 1
+    print(f"{prefix}: python: {python}")
+    return 0
+
+
+def _add_setup(sub: Any) -> None:
+    """``setup``: the virtual environments the plugin's backends run in, made once per machine in its cache."""
+    import os
+
+    from pytest_aienergyscore.backends.environments import DEFAULT_TORCH, RECIPES
+
+    setup = sub.add_parser(
+        "setup",
+        help="make the environment a backend runs in (optimum: the default backend; vllm-cpu: a local CPU vLLM)",
+        description="Make (or check) a backend's own virtual environment in the plugin's cache, idempotently: a second "
+        "run with the same recipe checks and does nothing.",
+    )
+    setup.add_argument("target", choices=sorted(RECIPES), help="which environment")
+    setup.add_argument("--path", metavar="DIR", help="where (default: $XDG_CACHE_HOME/pytest-aienergyscore/<name>-env)")
+    setup.add_argument(
+        "--python", default=sys.executable, metavar="PY", help="interpreter to base it on (default: this one)"
+    )
+    setup.add_argument(
+        "--torch",
+        default=os.environ.get("AIENERGYSCORE_TORCH") or DEFAULT_TORCH,
+        metavar="SPEC",
+        help=f"torch requirement installed first (default {DEFAULT_TORCH}, env AIENERGYSCORE_TORCH; on a GPU host the "
+        "CUDA build you want)",
+    )
+    setup.add_argument("--force", action="store_true", help="run every step even when the environment is ready")
+    setup.add_argument("--verbose", action="store_true", help="show pip's output")
+    setup.set_defaults(func=_setup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,10 +46,10 @@ def library_versions() -> dict[str, str | None]:
 
 
 def plugin_version() -> str:
-    try:
-        return metadata.version("pytest-aienergyscore")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    """The package's one version source (what the wheel's metadata is built from), also in a bare checkout."""
+    from pytest_aienergyscore import __version__
+
+    return __version__
 
 
 def collect_environment(gpu_facts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:

@@ -230,26 +230,39 @@ def copy_sources() -> list[str]:
 
 def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
     sources = copy_sources()
-    assert {"pyproject.toml", "README.md", "pytest_aienergyscore/", "scripts/setup_optimum_env.sh"} <= set(sources)
+    # what building the package reads: pyproject, the readme and licence files it names, the package itself
+    assert {"pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "pytest_aienergyscore/"} <= set(sources)
     ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()}
     for source in sources:
         assert (REPO / source).exists(), source
         assert source.rstrip("/").split("/")[0] not in ignored, source
 
 
-def test_every_script_the_dockerfile_runs_exists_and_is_copied_in() -> None:
-    copied = [source.rstrip("/") for source in copy_sources()]
-    scripts = [
-        token
-        for instruction, args in dockerfile_instructions()
-        if instruction == "RUN"
-        for token in shlex.split(args)
-        if token.endswith((".sh", ".py"))
+def test_every_file_pyproject_names_for_the_build_is_copied_in() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {project["readme"], *project["license-files"]} <= set(copy_sources())
+
+
+def test_the_image_runs_no_repository_script_only_commands_of_the_package() -> None:
+    """The image is made as a user makes their machine: with the installed package's commands, which must parse."""
+    from pytest_aienergyscore.cli.main import build_parser
+
+    runs = [shlex.split(args) for instruction, args in dockerfile_instructions() if instruction == "RUN"]
+    assert not [token for tokens in runs for token in tokens if token.endswith((".sh", ".py"))]
+    commands = [
+        tokens[i + 1 : tokens.index("&&", i) if "&&" in tokens[i:] else len(tokens)]
+        for tokens in runs
+        for i, token in enumerate(tokens)
+        if token == "aienergyscore"
     ]
-    assert scripts == ["scripts/setup_optimum_env.sh"]
-    for script in scripts:
-        assert (REPO / script).is_file(), script
-        assert any(script == c or script.startswith(c + "/") for c in copied), f"{script} is run but not copied"
+    assert ["setup", "optimum", "--path", "/opt/venv-optimum"] in commands
+    for command in commands:
+        command = [token for token in command if token not in (">/dev/null",)]
+        if command[-1] == "--help":
+            continue
+        assert build_parser().parse_known_args(command)[0].func, command
 
 
 def test_the_entrypoint_is_the_run_command_writing_to_results() -> None:

@@ -20,6 +20,7 @@ from pytest_aienergyscore.meters import MeterUnavailable
 from pytest_aienergyscore.meters.gpu_state import IDLE_SECONDS, other_processes
 from pytest_aienergyscore.meters.nvml import NvmlMeter, load_pynvml, visible_nvml_indices
 from pytest_aienergyscore.rules.gpu_survey import UNKNOWN
+from tests.support.optimum_env import MISSING, OPTIMUM_PYTHON
 
 pytestmark = pytest.mark.gpu
 
@@ -166,7 +167,6 @@ def test_another_process_computing_on_the_gpu_is_seen(meter: NvmlMeter, nvml: An
 
 # -- the optimum backend's GPU figure: codecarbon's NVML reading, guarded and cross-checked (issue 12) ---------------
 
-OPTIMUM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-optimum" / "bin" / "python"
 CROSS_CHECK_SAMPLES = 200  # a tiny model on a GPU: prefill about a second, generation several, so the guards bite
 CROSS_CHECK_BENCHMARK = """
 import json, pathlib
@@ -181,7 +181,7 @@ def test_text_generation(energy_star):
 def _optimum_sees_cuda() -> str | None:
     """Why the optimum environment cannot run on this GPU, or None when it can."""
     if not OPTIMUM_PYTHON.exists():
-        return f"no optimum environment at {OPTIMUM_PYTHON}: bash scripts/setup_optimum_env.sh"
+        return MISSING
     probe = subprocess.run(
         [str(OPTIMUM_PYTHON), "-s", "-c", "import torch; print(torch.cuda.is_available())"],
         capture_output=True,

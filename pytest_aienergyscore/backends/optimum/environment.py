@@ -1,8 +1,9 @@
 """The optimum environment: finding its python, checking it once, and the environment the worker starts with.
 
 optimum-benchmark 0.6.0 needs ``transformers<5`` and codecarbon, which conflict with the pytorch backend's stack, so
-it lives in its own virtual environment (made by ``scripts/setup_optimum_env.sh``). A missing or broken one must be a
-single line saying how to make it, found before any benchmark starts, and the worker must see our package and
+it lives in its own virtual environment, made once per machine by ``aienergyscore setup optimum`` in the plugin's
+cache (:func:`default_python`), so that every project finds it whatever its rootdir. A missing or broken one must be
+a single line naming that command, found before any benchmark starts, and the worker must see our package and
 nothing else of this environment, so that it imports that environment's packages, never ours.
 """
 
@@ -13,10 +14,18 @@ import subprocess
 from pathlib import Path
 
 from pytest_aienergyscore.backends.base import BackendError
+from pytest_aienergyscore.config.cache import environment_dir
 
 OPTIMUM_BENCHMARK_VERSION = "0.6.0"
-SETUP_HINT = "create it with bash scripts/setup_optimum_env.sh or point --optimum-python at one"
-DEFAULT_ENVIRONMENT = ".venv-optimum/bin/python under the rootdir"
+ENVIRONMENT_NAME = "optimum-env"
+SETUP_COMMAND = "aienergyscore setup optimum"
+SETUP_HINT = f"make it with `{SETUP_COMMAND}` or point --optimum-python at one"
+
+
+def default_python() -> Path:
+    """Where ``aienergyscore setup optimum`` puts the environment's python (it may not exist yet)."""
+    return environment_dir(ENVIRONMENT_NAME) / "bin" / "python"
+
 
 _checked_environments: dict[str, str | None] = {}
 
@@ -45,22 +54,24 @@ print("; ".join(problems) or "ok")
 def check_environment(python: Path | None) -> Path:
     """The optimum environment's python, checked once per session: missing or broken is one line saying how to fix."""
     if python is None:
-        raise BackendError(
-            f"optimum environment not found (no --optimum-python, no AIENERGYSCORE_OPTIMUM_PYTHON and no "
-            f"{DEFAULT_ENVIRONMENT}); {SETUP_HINT}"
-        )
+        python = default_python()
+        if not python.exists():
+            raise BackendError(
+                f"optimum environment not found (no --optimum-python, no AIENERGYSCORE_OPTIMUM_PYTHON and nothing at "
+                f"{python}); run `{SETUP_COMMAND}` to make it"
+            )
     if not python.exists():
         raise BackendError(f"optimum environment {python} not found (no such file); {SETUP_HINT}")
     key = str(python)
     if key not in _checked_environments:
-        _checked_environments[key] = _probe_environment(python)
+        _checked_environments[key] = probe_environment(python)
     problem = _checked_environments[key]
     if problem:
         raise BackendError(f"optimum environment {python} is broken ({problem}); {SETUP_HINT}")
     return python
 
 
-def _probe_environment(python: Path) -> str | None:
+def probe_environment(python: Path) -> str | None:
     """Package metadata only (no torch import): about 50 ms."""
     try:
         done = subprocess.run(

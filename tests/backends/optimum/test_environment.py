@@ -21,11 +21,16 @@ from pytest_aienergyscore.config.settings import build_settings
 pytestmark = pytest.mark.optimum
 
 
-def test_missing_or_broken_environment_says_how_to_create_one(tmp_path: Path) -> None:
-    hint = "create it with bash scripts/setup_optimum_env.sh or point --optimum-python at one"
+def test_missing_or_broken_environment_says_how_to_create_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    hint = "make it with `aienergyscore setup optimum` or point --optimum-python at one"
     with pytest.raises(BackendError, match="optimum environment not found") as missing:
         check_environment(None)
-    assert hint in str(missing.value)
+    expected = tmp_path / "empty-cache" / "pytest-aienergyscore" / "optimum-env" / "bin" / "python"
+    assert str(missing.value) == (
+        "optimum environment not found (no --optimum-python, no AIENERGYSCORE_OPTIMUM_PYTHON and nothing at "
+        f"{expected}); run `aienergyscore setup optimum` to make it"
+    )
     with pytest.raises(BackendError, match=f"optimum environment {tmp_path / 'nope'} not found") as absent:
         check_environment(tmp_path / "nope")
     assert hint in str(absent.value)
@@ -35,12 +40,22 @@ def test_missing_or_broken_environment_says_how_to_create_one(tmp_path: Path) ->
     assert hint in str(broken.value)
 
 
-def test_default_environment_is_dot_venv_optimum_under_the_rootdir(tmp_path: Path) -> None:
+def test_without_a_path_the_environment_is_looked_for_in_the_plugins_cache_whatever_the_rootdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where `aienergyscore setup optimum` puts it; a project's own .venv-optimum is no longer looked for."""
+    (tmp_path / ".venv-optimum" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv-optimum" / "bin" / "python").symlink_to(sys.executable)
     assert build_settings({}, {}, {}, cwd=tmp_path, rootdir=tmp_path).optimum_python is None
-    python = tmp_path / ".venv-optimum" / "bin" / "python"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    python = tmp_path / "cache" / "pytest-aienergyscore" / "optimum-env" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text("")
-    assert build_settings({}, {}, {}, cwd=tmp_path / "sub", rootdir=tmp_path).optimum_python == python
+    python.symlink_to(sys.executable)  # found, then probed: this python lacks optimum-benchmark
+    with pytest.raises(BackendError, match=rf"optimum environment {python} is broken \(optimum-benchmark is not"):
+        check_environment(None)
+
+
+def test_a_given_environment_is_taken_relative_to_the_cwd_or_from_the_ini_file_to_the_rootdir(tmp_path: Path) -> None:
     given = build_settings({"energy_optimum_python": "env/bin/python"}, {}, {}, cwd=tmp_path / "c", rootdir=tmp_path)
     assert given.optimum_python == tmp_path / "c" / "env" / "bin" / "python"
     ini = build_settings({}, {"energy_optimum_python": "i/bin/python"}, {}, cwd=tmp_path / "c", rootdir=tmp_path)

@@ -24,16 +24,14 @@ from pytest_aienergyscore.backends.optimum.worker_gpu import (
     visible_uuid,
 )
 from tests.support.fake_pynvml import make_gpus, make_pynvml
+from tests.support.optimum_env import MISSING, OPTIMUM_PYTHON
 
 pytestmark = pytest.mark.optimum
 
 REPO = Path(__file__).resolve().parents[3]
-OPTIMUM_PYTHON = REPO / ".venv-optimum" / "bin" / "python"
 UUIDS = [gpu.uuid for gpu in make_gpus(3)]
 
-needs_env = pytest.mark.skipif(
-    not OPTIMUM_PYTHON.exists(), reason=f"no optimum environment at {OPTIMUM_PYTHON}: bash scripts/setup_optimum_env.sh"
-)
+needs_env = pytest.mark.skipif(not OPTIMUM_PYTHON.exists(), reason=MISSING)
 
 
 class GPU:  # named as codecarbon's GPU hardware class, which the worker looks for
@@ -61,6 +59,7 @@ CODECARBON_CONTRACT = """
 import json, sys
 from types import SimpleNamespace
 from tests.support.fake_pynvml import make_gpus, make_pynvml
+from tests.support.optimum_env import MISSING, OPTIMUM_PYTHON
 gpus = make_gpus(3)
 gpus[2].energy_mj = None  # no counter: codecarbon averages power samples
 sys.modules["pynvml"] = make_pynvml(gpus)
