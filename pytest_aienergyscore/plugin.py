@@ -210,6 +210,9 @@ def _session(config: pytest.Config) -> EnergySession:
         from pytest_aienergyscore.session.energy_session import EnergySession
 
         energy = config.stash[SESSION_KEY] = EnergySession(settings_of(config))
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if capture is not None:  # pytest redirects stderr's descriptor in tests: progress lines must get past it
+            energy.outside_capture = capture.global_and_fixture_disabled
     return energy
 
 

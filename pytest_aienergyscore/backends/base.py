@@ -15,7 +15,11 @@ from typing import Any
 from pytest_aienergyscore.rules.protocol import Protocol
 from pytest_aienergyscore.rules.tasks import TaskSpec
 
+# Called by a backend as samples finish (``progress(n)``), so that long phases show where they are.
 Progress = Callable[[int], None]
+# A backend that runs the whole protocol itself (``run_protocol``) calls this as each of its phases starts, with the
+# phase's name and samples (0: not known), and reports that phase's samples to the Progress it gets back.
+StartPhase = Callable[[str, int], Progress]
 
 
 class BackendError(RuntimeError):
@@ -106,8 +110,9 @@ class Backend(ABC):
     name = "backend"  # the name it is registered under (--backend NAME), written into every record
     # Where the work's CPU time shows up for the estimate meter: this process, or the whole machine (a server).
     cpu_scope = "process"
-    # True when the backend meters its own phases (optimum-benchmark's codecarbon): it provides ``run_protocol`` and
-    # the runner records what it returns instead of metering around ``run``.
+    # True when the backend meters its own phases (optimum-benchmark's codecarbon): it provides
+    # ``run_protocol(request, run_dir, settings, progress=None)`` (``progress``: a StartPhase) and the runner records
+    # what it returns instead of metering around ``run``.
     meters_itself = False
     # True when the work runs in a server this process talks to: the load request's device is then "server".
     remote = False

@@ -18,6 +18,9 @@ from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.records.store import RecordStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
     from pytest_aienergyscore.report.files import SessionFiles
 
 RECORDS_FILE = "records.jsonl"
@@ -43,6 +46,8 @@ class EnergySession:
         self.notes: list[str] = []  # lines for the end-of-session table (parallel workers, GPU pinning...)
         self.errors: list[str] = []  # files that could not be written, one line each: the session exits non-zero
         self._unsaved: list[tuple[str, str]] = []  # (test, why) of records records.jsonl could not take
+        # Suspends pytest's output capture around a write (set by the plugin), so that progress reaches the terminal.
+        self.outside_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     @property
     def backend_cache(self) -> Any:

@@ -29,8 +29,7 @@ from pytest_aienergyscore.rules.datasets import load_samples
 from pytest_aienergyscore.rules.model_class import check_gpu_count, gpus_in
 from pytest_aienergyscore.rules.protocol import Protocol
 from pytest_aienergyscore.session.energy_meter import EnergyRecorder
-
-PROGRESS_MIN_SAMPLES = 20
+from pytest_aienergyscore.session.progress import ProgressReporter
 
 
 class BackendCache:
@@ -65,29 +64,6 @@ def default_device(gpus: tuple[int, ...]) -> str:
     return f"cuda:{gpus[0]}" if torch.cuda.is_available() else "cpu"
 
 
-class _Progress:
-    """A progress bar on the real terminal for long phases (pytest captures sys.stderr); silent otherwise."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self.bar: Any = None
-        stream = sys.__stderr__
-        if total >= PROGRESS_MIN_SAMPLES and stream is not None and stream.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, desc=label, file=stream, leave=False, mininterval=1.0, unit="sample")
-            except ImportError:
-                self.bar = None
-
-    def __call__(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: BenchmarkRequest, cache: BackendCache) -> None:
     """Run the protocol for one model and task, adding its phases to ``recorder``."""
     task = request.task
@@ -97,8 +73,9 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
         apply_model_rules(recorder, request, facts)
     protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
     recorder.set(output_format=backend.output_format)  # the reports' ``format``: whose figures these are
+    reporter = ProgressReporter(request.model.rsplit("/", 1)[-1], outside=recorder.session.outside_capture)
     if backend.meters_itself:  # e.g. optimum-benchmark meters its own phases: read them, do not meter here
-        _run_own_protocol(recorder, backend, request, facts, protocol)
+        _run_own_protocol(recorder, backend, request, facts, protocol, reporter)
         return
     samples, info = load_samples(task, request.dataset, request.samples)
     _record_identity(recorder, request, backend, protocol, facts)
@@ -126,20 +103,18 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     if recorder.enabled:
         backend.window_hook = recorder.session.meter  # lets a server backend meter a steady-state window in a phase
     backend.warmup(prepared, request.warmup, request.overrides)
-    label = request.model.rsplit("/", 1)[-1]
     for repetition in range(request.repeat):
         if protocol.is_generative:
-            _generative_phases(recorder, backend, prepared, request, repetition, label)
+            _generative_phases(recorder, backend, prepared, request, repetition, reporter)
         else:
             phase_name = protocol.phases[-1]
-            progress = _Progress(len(prepared), f"{label} {phase_name}")
-            try:
-                with recorder.measure(phase_name, samples=len(prepared), repetition=repetition) as phase:
-                    work = backend.run(phase_name, prepared, request.overrides, progress)
-                    phase.tokens = work.tokens
-                    phase.details.update(work.details)
-            finally:
-                progress.close()
+            with (
+                reporter.phase(phase_name, len(prepared)) as progress,
+                recorder.measure(phase_name, samples=len(prepared), repetition=repetition) as phase,
+            ):
+                work = backend.run(phase_name, prepared, request.overrides, progress)
+                phase.tokens = work.tokens
+                phase.details.update(work.details)
             fail_after_recording(work)
     if recorder.counts.get("input_tokens") is None and prepared.input_tokens is not None:
         recorder.counts["input_tokens"] = prepared.input_tokens  # counted by the server during the phases (vllm)
@@ -201,15 +176,21 @@ def _record_identity(
 
 
 def _run_own_protocol(
-    recorder: EnergyRecorder, backend: Any, request: BenchmarkRequest, facts: dict[str, Any], protocol: Protocol
+    recorder: EnergyRecorder,
+    backend: Any,
+    request: BenchmarkRequest,
+    facts: dict[str, Any],
+    protocol: Protocol,
+    reporter: ProgressReporter,
 ) -> None:
     """A backend that runs and meters the whole protocol itself: record its phases, counts, notes and files as they
     come. Its scratch folder sits in the session folder and is removed once read; after a failure it stays there,
-    and the one-line error names the log in it."""
+    and the one-line error names the log in it. Its phases' progress is shown as it announces them."""
     _record_identity(recorder, request, backend, protocol, facts)
     run_dir = unique_child(recorder.session.session_dir / "backend-runs", safe_part(recorder.nodeid, "test"))
     try:
-        result = backend.run_protocol(request, run_dir, recorder.session.settings)
+        with reporter.series(backend.name) as progress:
+            result = backend.run_protocol(request, run_dir, recorder.session.settings, progress=progress)
     except BaseException:
         _remove_scratch(run_dir, keep_files=True)
         raise
@@ -240,24 +221,22 @@ def _generative_phases(
     prepared: Prepared,
     request: BenchmarkRequest,
     repetition: int,
-    label: str,
+    reporter: ProgressReporter,
 ) -> None:
     n = len(prepared)
-    progress = _Progress(n, f"{label} prefill")
-    try:
-        with recorder.measure("prefill", samples=n, repetition=repetition) as prefill:
-            work = backend.run("prefill", prepared, request.overrides, progress)
-            prefill.tokens = prepared.input_tokens
-            prefill.details.update(work.details, first_tokens=work.tokens)
-    finally:
-        progress.close()
+    with (
+        reporter.phase("prefill", n) as progress,
+        recorder.measure("prefill", samples=n, repetition=repetition) as prefill,
+    ):
+        work = backend.run("prefill", prepared, request.overrides, progress)
+        prefill.tokens = prepared.input_tokens
+        prefill.details.update(work.details, first_tokens=work.tokens)
     fail_after_recording(work)
-    progress = _Progress(n, f"{label} generate")
-    try:
-        with recorder.measure("generate", samples=n, repetition=repetition, record=False) as generate:
-            gen_work = backend.run("generate", prepared, request.overrides, progress)
-    finally:
-        progress.close()
+    with (
+        reporter.phase("generate", n) as progress,
+        recorder.measure("generate", samples=n, repetition=repetition, record=False) as generate,
+    ):
+        gen_work = backend.run("generate", prepared, request.overrides, progress)
     assert prefill.measurement is not None and generate.measurement is not None
     decode = derive_decode(prefill.measurement, generate.measurement)
     decode_tokens = max((gen_work.tokens or 0) - n, 0)  # the first new token of each sample belongs to prefill

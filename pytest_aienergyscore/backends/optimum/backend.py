@@ -11,7 +11,7 @@ optimum-benchmark meters its own phases with codecarbon, so the runner's metered
    device and overrides; the registry package ships the scenario but not AI Energy Score's ``energy_star/*.yaml``;
 2. hands optimum-benchmark the samples: the official Hub dataset by its id, anything else (a local file, our offline
    sample sets) written as a one-file dataset folder, the only local form its ``load_dataset`` call accepts;
-3. starts the worker in the checked environment (:mod:`.environment`, :mod:`.launch`) and reads
+3. starts the worker in the checked environment (:mod:`.environment`, :mod:`.launch`), relays its progress, and reads
    ``benchmark_report.json`` (kWh per phase and scope) and codecarbon's per-phase files (durations, hardware) into
    :class:`~pytest_aienergyscore.records.record.Phase` objects, with every figure's scope, kind and meter stated
    (:mod:`.results`);
@@ -27,7 +27,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_aienergyscore.backends.base import Backend, BackendError, LoadRequest, PhaseWork, Prepared, Progress
+from pytest_aienergyscore.backends.base import (
+    Backend,
+    BackendError,
+    LoadRequest,
+    PhaseWork,
+    Prepared,
+    Progress,
+    StartPhase,
+)
 from pytest_aienergyscore.backends.models import count_from_safetensors
 from pytest_aienergyscore.backends.optimum.environment import check_environment
 from pytest_aienergyscore.backends.optimum.experiment import (
@@ -112,8 +120,11 @@ class OptimumBackend(Backend):
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         raise BackendError("the optimum backend runs optimum-benchmark's whole protocol: use run_protocol")
 
-    def run_protocol(self, request: BenchmarkRequest, run_dir: Path, settings: Settings) -> ProtocolResult:
-        """Run energy_star once per repetition and read its figures; the runner records them as they are."""
+    def run_protocol(
+        self, request: BenchmarkRequest, run_dir: Path, settings: Settings, progress: StartPhase | None = None
+    ) -> ProtocolResult:
+        """Run energy_star once per repetition and read its figures; the runner records them as they are. The
+        worker's phases and samples are relayed to ``progress`` as they happen."""
         python = check_environment(settings.optimum_python)
         plan = self.plan(request, run_dir)
         runs: list[WorkerRun] = []
@@ -121,7 +132,7 @@ class OptimumBackend(Backend):
         attachments = dataset_attachment(plan.dataset)
         for repetition in range(request.repeat):
             folder = run_dir if request.repeat == 1 else run_dir / f"repetition-{repetition}"
-            run = run_worker(python, plan.config, folder, local_dataset=plan.dataset.local)
+            run = run_worker(python, plan.config, folder, local_dataset=plan.dataset.local, progress=progress)
             runs.append(run)
             phases.extend(phases_from_report(run, request.task, plan.config, plan.device, plan.device_ids, repetition))
             prefix = "" if request.repeat == 1 else f"repetition-{repetition}_"

@@ -1,9 +1,12 @@
-"""Starting the worker in the optimum environment, stopping it with pytest, and its failure in one line.
+"""Starting the worker in the optimum environment, relaying its progress, stopping it with pytest, and its failure in
+one line.
 
 The worker (:mod:`.worker`) runs in the other python, in its own process group, so that a Ctrl-C or a SIGTERM to
 pytest stops it and every process optimum-benchmark started instead of leaving them on the GPU. Our own reading of
 NVML's counter is taken around it, to cross-check codecarbon's GPU figure; when it fails, the exception
-optimum-benchmark raised (or the last meaningful line of its log) becomes the test's one-line failure.
+optimum-benchmark raised (or the last meaningful line of its log) becomes the test's one-line failure. While it runs,
+the lines it appends to its progress file (a phase started, samples done) are read about once a second and handed to
+the runner's progress, so that a run of 1,000 samples shows where it is on a terminal and in a CI log.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_aienergyscore.backends.base import BackendError
+from pytest_aienergyscore.backends.base import BackendError, Progress, StartPhase
 from pytest_aienergyscore.backends.optimum.environment import SETUP_HINT, worker_env
 from pytest_aienergyscore.backends.optimum.experiment import config_yaml
 from pytest_aienergyscore.backends.optimum.gpu import counter_span, read_counters_or_why
@@ -27,20 +31,36 @@ from pytest_aienergyscore.backends.optimum.results import CODECARBON_PHASES, Wor
 
 WORKER_MODULE = "pytest_aienergyscore.backends.optimum.worker"
 _EXIT_BROKEN_ENVIRONMENT = 3  # worker.EXIT_BROKEN_ENVIRONMENT, repeated: the worker module is not imported
+PROGRESS_FILE = "worker_progress.txt"  # the worker's progress lines (worker_work.ProgressChannel)
+RELAY_POLL_S = 1.0  # how often the progress file is read while the worker runs
+# energy_star's window names that differ from the runner's phase names; the others (prefill, generate, ...) agree.
+RELAYED_NAMES = {"preprocess_dataset": "preprocess"}
 
 
-def run_worker(python: Path, config: dict[str, Any], run_dir: Path, *, local_dataset: bool) -> WorkerRun:
-    """Start the worker, wait for it, and read what it wrote; a failure is one line, the log stays on disk."""
+def run_worker(
+    python: Path,
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    local_dataset: bool,
+    progress: StartPhase | None = None,
+) -> WorkerRun:
+    """Start the worker, wait for it while relaying its progress, and read what it wrote; a failure is one line, the
+    log stays on disk."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env, offline = worker_env(run_dir, local_dataset)
     request = {**config, "run_dir": str(run_dir), "block_network": offline}
+    relay = None
+    if progress is not None:
+        relay = ProgressRelay(run_dir / PROGRESS_FILE, progress)
+        request["progress_file"] = str(relay.path)
     (run_dir / "optimum_request.json").write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
     (run_dir / "energy_star_config.yaml").write_text(config_yaml(config), encoding="utf-8")
     command = [str(python), "-s", "-m", WORKER_MODULE, str(run_dir / "optimum_request.json")]
     before = read_counters_or_why() if config["backend"].get("device") == "cuda" else None
     started = time.perf_counter()
     with (run_dir / LOG_FILE).open("wb") as log:
-        returncode = run_in_own_group(command, run_dir, env, log)
+        returncode = run_in_own_group(command, run_dir, env, log, relay.poll if relay else None)
     wall = time.perf_counter() - started
     span = counter_span(before, read_counters_or_why()) if before is not None else None
     if returncode != 0:
@@ -53,6 +73,43 @@ def run_worker(python: Path, config: dict[str, Any], run_dir: Path, *, local_dat
     return WorkerRun(report, codecarbon, read_json(run_dir / "worker_result.json"), wall, span)
 
 
+class ProgressRelay:
+    """Reads the worker's progress lines as they come and hands them to the runner's progress.
+
+    A ``start`` line opens that phase's progress (``progress(name, samples)``), ``done`` lines add to it. The relay
+    announces a ``starting`` phase of its own first, so that a CI log hears from a worker that is still importing
+    torch. Only whole lines are read (the worker may be writing one); a line that does not parse is skipped.
+    """
+
+    def __init__(self, path: Path, progress: StartPhase) -> None:
+        self.path, self.progress = path, progress
+        self.offset = 0
+        self.pending = b""
+        self.current: Progress | None = progress("starting", 0)
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:  # not written yet
+            return
+        self.offset += len(data)
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            self.handle(line.decode("utf-8", errors="replace"))
+
+    def handle(self, line: str) -> None:
+        kind, *fields = line.split("\t")
+        try:
+            if kind == "start" and len(fields) == 2:
+                self.current = self.progress(RELAYED_NAMES.get(fields[0], fields[0]), int(fields[1]))
+            elif kind == "done" and len(fields) == 1 and self.current is not None:
+                self.current(int(fields[0]))
+        except ValueError:
+            return
+
+
 WORKER_STOP_GRACE_S = 10.0  # after SIGTERM, the worker's process group gets this long to exit before SIGKILL
 
 
@@ -60,19 +117,22 @@ class _Terminated(BaseException):
     """SIGTERM reached pytest while the worker ran: unwinds like Ctrl-C, so that the worker is stopped first."""
 
 
-def run_in_own_group(command: list[str], cwd: Path, env: dict[str, str], log: Any) -> int:
+def run_in_own_group(
+    command: list[str], cwd: Path, env: dict[str, str], log: Any, poll: Callable[[], None] | None = None
+) -> int:
     """Run the worker in its own session (process group) and stop that whole group when pytest is stopped.
 
     Why: a Ctrl-C at the terminal then reaches pytest alone, which stops the worker and every process it started
     (optimum-benchmark may run the benchmark in a child) with SIGTERM, then SIGKILL; SIGTERM to pytest, which by
     default ends pytest at once and leaves the worker running on the GPU, stops the worker the same way and then ends
-    pytest as it would have. Returns the worker's exit status.
+    pytest as it would have. ``poll`` is called about every RELAY_POLL_S while it runs, and once after. Returns the
+    worker's exit status.
     """
     output = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": subprocess.STDOUT}
     process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True, **output)
     previous = _raise_on_sigterm()
     try:
-        return process.wait()
+        return _wait(process, poll)
     except _Terminated:
         _stop_group(process)
         _restore_sigterm(previous)
@@ -84,6 +144,20 @@ def run_in_own_group(command: list[str], cwd: Path, env: dict[str, str], log: An
         raise
     finally:
         _restore_sigterm(previous)
+
+
+def _wait(process: subprocess.Popen[bytes], poll: Callable[[], None] | None) -> int:
+    """The worker's exit status, calling ``poll`` between waits of RELAY_POLL_S and once it has exited."""
+    if poll is None:
+        return process.wait()
+    while True:
+        try:
+            returncode = process.wait(timeout=RELAY_POLL_S)
+        except subprocess.TimeoutExpired:
+            poll()
+            continue
+        poll()  # the lines written since the last read
+        return returncode
 
 
 def _raise_on_sigterm() -> Any:

@@ -18,7 +18,10 @@ What it changes in optimum-benchmark, and why:
   tokenizer optimum-benchmark used, at no cost to any metered phase;
 - the work of each metered phase is counted as it happens (:mod:`.worker_work`): samples, generate calls
   and the new tokens each produced, model forward calls, images and scheduler steps; a configuration says what was
-  asked, not what ran, and the parity tests compare these counts with the pytorch backend's.
+  asked, not what ran, and the parity tests compare these counts with the pytorch backend's;
+- each phase's start and its samples as they finish are relayed to the plugin's progress (a bar, or CI log lines)
+  through the request's ``progress_file``: one short unbuffered line per event, the only thing the relay does
+  inside a metered window.
 
 Files written into the run folder (the current directory is set to it, because codecarbon writes its
 ``<phase>_codecarbon.json`` files there): ``benchmark_config.json``, ``benchmark_report.json``, ``worker_result.json``
@@ -40,7 +43,7 @@ from pytest_aienergyscore.backends.optimum.worker_gpu import (  # stdlib-only at
     gpu_facts,
     note_model_devices,
 )
-from pytest_aienergyscore.backends.optimum.worker_work import Work  # the same
+from pytest_aienergyscore.backends.optimum.worker_work import ProgressChannel, Work  # the same
 
 RESULT_FILE = "worker_result.json"
 ERROR_FILE = "worker_error.json"
@@ -186,12 +189,13 @@ def run(request: dict[str, Any]) -> int:
     setup_logging(level="INFO", use_colorlog=False)
     trackers: list[Any] = []
     counts = _Counts()
-    work = Work()
+    work = Work(ProgressChannel(request.get("progress_file")))
     _capture_trackers(energy_module, trackers)
     _count_after_preprocessing(EnergyStarScenario, counts)
     model_devices: list[str] = []
     note_model_devices(EnergyStarScenario, model_devices)
     work.follow_phases(EnergyStarScenario)
+    work.follow_warmup(EnergyStarScenario)
     work.follow_decoding(GenerationMixin)
     try:
         scenario = dict(request["scenario"], memory=False, energy=True)

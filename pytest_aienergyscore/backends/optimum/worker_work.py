@@ -13,13 +13,48 @@ level, and it wraps what it is handed (the scenario class, a backend, transforme
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 # energy_star's metered windows that run the model (its ``track(task_name=...)`` names); warm-up runs outside them.
 WORK_PHASES = ("prefill", "generate", "forward", "call")
+# Windows whose samples are relayed as progress: the model's passes, and the preprocessing of the dataset.
+SAMPLE_PHASES = ("preprocess_dataset", *WORK_PHASES)
+# energy_star's warm-up methods (one per kind of task): announced as a phase of their own, not metered.
+WARMUPS = ("warmup_text_generation", "warmup_image_diffusion", "warmup_inference")
 # transformers' decoding loops: each takes the decoder's starting ids and returns them with the new tokens appended.
 DECODING_LOOPS = ("_sample", "_beam_search")
+
+
+class ProgressChannel:
+    """The worker's end of the progress relay: one short line per event, appended to a file the plugin reads.
+
+    Lines: ``start<TAB>phase<TAB>samples`` as a phase begins (0 samples: no count, as loading a model) and
+    ``done<TAB>n`` as n samples finish. Why so little: a ``done`` line is written inside a metered window, so an event
+    is one unbuffered ``os.write`` of a few bytes (no lock, no flush, no JSON) and nothing else; the plugin does the
+    rest in its own process. Progress is a nicety: a failed write ends the lines, never the benchmark.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.fd: int | None = None
+        if path:
+            with contextlib.suppress(OSError):
+                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def start(self, phase: str, samples: int) -> None:
+        self._write(f"start\t{phase}\t{samples}\n")
+
+    def done(self, samples: int) -> None:
+        self._write(f"done\t{samples}\n")
+
+    def _write(self, line: str) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, line.encode())
+        except OSError:
+            self.fd = None
 
 
 def _rows(inputs: Any) -> int:
@@ -60,7 +95,8 @@ class Work:
     encoder-decoders keep one start token), while the loop's own input is exactly the sequence it extends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, channel: ProgressChannel | None = None) -> None:
+        self.channel = channel or ProgressChannel()
         self.phase: str | None = None
         self.phases: dict[str, dict[str, Any]] = {}
         self._loop_tokens: list[int] | None = None
@@ -74,13 +110,19 @@ class Work:
         facts = self.facts()
         facts[key] = facts.get(key, 0) + amount
 
+    def samples_done(self, rows: int) -> None:
+        """Count samples once their call has returned, and relay them as progress."""
+        self.add("samples", rows)
+        self.channel.done(rows)
+
     def to_dict(self) -> dict[str, Any]:
         return {name: dict(facts) for name, facts in self.phases.items()}
 
     # -- energy_star's side: phases and backend calls
 
     def follow_phases(self, scenario_class: Any) -> None:
-        """Know which metered window is open, by wrapping the scenario's ``track`` context manager."""
+        """Know which metered window is open, by wrapping the scenario's ``track`` context manager; announce each
+        window before it opens, and the preprocessed samples after it has closed."""
         original = scenario_class.track
         work = self
 
@@ -88,14 +130,32 @@ class Work:
         def track(scenario: Any, task_name: str) -> Iterator[None]:
             if task_name in WORK_PHASES:
                 work.instrument(scenario.backend)
+            samples = int(scenario.config.num_samples) if task_name in SAMPLE_PHASES else 0
+            work.channel.start(task_name, samples)
             work.phase = task_name if task_name in WORK_PHASES else None
             try:
                 with original(scenario, task_name=task_name):
                     yield
             finally:
                 work.phase = None
+            if task_name == "preprocess_dataset":  # one call does them all: their count comes with the window's end
+                work.channel.done(len(scenario.dataset))
 
         scenario_class.track = track
+
+    def follow_warmup(self, scenario_class: Any) -> None:
+        """Announce the warm-up (unmetered, possibly long for a big model) so that it is not shown as loading."""
+        for name in WARMUPS:
+            original = getattr(scenario_class, name, None)
+            if original is not None:
+                setattr(scenario_class, name, self._announced("warmup", original))
+
+    def _announced(self, phase: str, method: Any) -> Any:
+        def announced(*args: Any, **kwargs: Any) -> Any:
+            self.channel.start(phase, 0)
+            return method(*args, **kwargs)
+
+        return announced
 
     def instrument(self, backend: Any) -> None:
         """Wrap this backend's calls and its model's forward (and a pipeline's scheduler step), once."""
@@ -125,9 +185,10 @@ class Work:
 
     def _counting_samples(self, method: Any) -> Any:
         def counted(inputs: Any, kwargs: Any) -> Any:
+            output = method(inputs, kwargs)
             if self.phase is not None:
-                self.add("samples", _rows(inputs))
-            return method(inputs, kwargs)
+                self.samples_done(_rows(inputs))
+            return output
 
         return counted
 
@@ -142,7 +203,7 @@ class Work:
             finally:
                 self._loop_tokens = None
             rows = _rows(inputs)
-            self.add("samples", rows)
+            self.samples_done(rows)
             self.add("generate_calls", 1)
             histogram = self.facts().setdefault("new_tokens_per_sample", {})
             key = str(new) if new is not None else "unknown"
@@ -158,7 +219,7 @@ class Work:
             output = method(inputs, kwargs)
             images = getattr(output, "images", None)  # PIL images, or one array / tensor of them
             images = [] if images is None else images
-            self.add("samples", _rows(inputs))
+            self.samples_done(_rows(inputs))
             self.add("images", len(images))
             if len(images) and "image_size" not in self.facts():
                 self.facts()["image_size"] = _image_size(images[0])

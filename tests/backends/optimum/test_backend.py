@@ -1,5 +1,5 @@
 """The optimum backend: configuration generated from the task table, optimum-benchmark's report read into records,
-and real optimum-benchmark runs in its own environment (``.venv-optimum``, made by scripts/setup_optimum_env.sh).
+and real optimum-benchmark runs in its own environment (the machine's, made by ``aienergyscore setup optimum``).
 
 The unit tests need no optimum environment. The end-to-end tests run the real thing on CPU with tiny offline models,
 the way a user would (``pytest`` in a project, default backend), and are skipped with a reason when the environment
@@ -46,6 +46,7 @@ from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.datasets import DatasetInfo
 from pytest_aienergyscore.rules.tasks import TASKS
 from tests.support.fake_pynvml import FakeGpu, make_gpus, make_pynvml
+from tests.support.optimum_env import MISSING, OPTIMUM_PYTHON
 from tests.support.tiny_models import build_tiny_model
 
 # needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
@@ -56,7 +57,6 @@ pytestmark = pytest.mark.optimum
 
 REPO = Path(__file__).resolve().parents[3]
 TINY_CACHE = REPO / ".cache" / "tiny-models"
-OPTIMUM_PYTHON = REPO / ".venv-optimum" / "bin" / "python"
 SAMPLES = 4
 PROMPTS = [
     "Tell me about the weather in spring.",
@@ -66,9 +66,7 @@ PROMPTS = [
 ]
 KWH = 3.6e6  # joules
 
-needs_env = pytest.mark.skipif(
-    not OPTIMUM_PYTHON.exists(), reason=f"no optimum environment at {OPTIMUM_PYTHON}: bash scripts/setup_optimum_env.sh"
-)
+needs_env = pytest.mark.skipif(not OPTIMUM_PYTHON.exists(), reason=MISSING)
 
 
 # -- configuration ------------------------------------------------------------------------------------------------
@@ -730,7 +728,7 @@ def _run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def both_backends(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, Any]]]:
     """The same benchmark file run once with the default backend (optimum) and once with --backend pytorch."""
     if not OPTIMUM_PYTHON.exists():
-        pytest.skip(f"no optimum environment at {OPTIMUM_PYTHON}: bash scripts/setup_optimum_env.sh")
+        pytest.skip(MISSING)
     runs = {}
     for backend, args in (("optimum", ()), ("pytorch", ("--backend=pytorch",))):
         root = _project(tmp_path_factory.mktemp(backend))
@@ -845,7 +843,16 @@ def test_missing_environment_fails_each_optimum_test_in_one_line(pytester: pytes
     result = pytester.runpytest("-p", "no:cacheprovider", "--optimum-python=/nowhere/bin/python", "-rf")
     result.assert_outcomes(failed=1)
     assert any(
-        "optimum environment /nowhere/bin/python not found (no such file); create it with "
-        "bash scripts/setup_optimum_env.sh or point --optimum-python at one" in line
+        "optimum environment /nowhere/bin/python not found (no such file); "
+        "make it with `aienergyscore setup optimum` or point --optimum-python at one" in line
         for line in result.outlines
     )
+    # a new user's machine: nothing named and nothing in the cache; the one line names the command to run
+    clean_env.delenv("AIENERGYSCORE_OPTIMUM_PYTHON", raising=False)
+    clean_env.setenv("XDG_CACHE_HOME", str(pytester.path / "fresh-cache"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=1)
+    expected = pytester.path / "fresh-cache" / "pytest-aienergyscore" / "optimum-env" / "bin" / "python"
+    assert any(
+        f"nothing at {expected}); run `aienergyscore setup optimum` to make it" in line for line in result.outlines
+    ), result.outlines
