@@ -107,7 +107,7 @@ def test_prefill_and_warm_up_follow_energy_stars_overrides() -> None:
 
 
 def test_the_readme_task_table_is_the_generated_one() -> None:
-    assert markdown_task_table() in (REPO / "README.md").read_text(encoding="utf-8")
+    assert markdown_task_table() in (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
 
 
 def test_the_protocol_command_prints_every_parameter_with_its_source() -> None:
