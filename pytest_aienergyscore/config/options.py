@@ -344,8 +344,8 @@ OPTIMUM_OPTIONS: tuple[OptionSpec, ...] = (
         "energy_optimum_python",
         "optimum_python",
         "--optimum-python",
-        "Python of the environment that holds optimum-benchmark for --backend optimum (made by "
-        "scripts/setup_optimum_env.sh); default .venv-optimum/bin/python under the rootdir when it exists.",
+        "Python of the environment that holds optimum-benchmark for --backend optimum; default: the one "
+        "`aienergyscore setup optimum` made in $XDG_CACHE_HOME/pytest-aienergyscore/optimum-env.",
         parsers.text,
         env="AIENERGYSCORE_OPTIMUM_PYTHON",
         metavar="PATH",
@@ -414,6 +414,62 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         env="AIENERGYSCORE_JSON",
         metavar="PATH",
     ),
+    OptionSpec(
+        "energy_exports",
+        "exports_dir",
+        "--energy-exports",
+        "Also write the CI exports (summary.json, github-action-benchmark.json, bencher-bmf.json, gate.json, the HTML "
+        "report) under these fixed names in DIR, so a workflow need not find the timestamped session folder.",
+        parsers.text,
+        env="AIENERGYSCORE_EXPORTS",
+        metavar="DIR",
+    ),
+)
+
+# -- history and comparison of runs (issue 16) ---------------------------------------------------------------------
+HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_autosave",
+        "autosave",
+        "--energy-autosave",
+        "Keep this session's figures as the next numbered run under DIR/<machine fingerprint>/ (the flag alone: "
+        ".energy under the rootdir), for --energy-compare and `aienergyscore compare`.",
+        parsers.history_folder,
+        env="AIENERGYSCORE_AUTOSAVE",
+        metavar="DIR",
+        const="1",
+    ),
+    OptionSpec(
+        "energy_compare",
+        "compare",
+        "--energy-compare",
+        "Compare with a saved run of this machine fingerprint: the latest (the flag alone), a run number, or a saved "
+        "run's file; prints the gate's table, and --energy-fail-above fails the session on a regression.",
+        parsers.saved_run,
+        env="AIENERGYSCORE_COMPARE",
+        metavar="NUM",
+        const="latest",
+    ),
+    OptionSpec(
+        "energy_html",
+        "html_path",
+        "--energy-html",
+        "Also write a self-contained HTML report (table, labels, plot, comparison, warnings, meter and hardware) to "
+        "FILE.",
+        parsers.text,
+        env="AIENERGYSCORE_HTML",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "energy_carbon_intensity",
+        "carbon_intensity",
+        "--energy-carbon-intensity",
+        "Grams of CO2e per kWh of the electricity used (a number you give; nothing is looked up): adds grams of CO2e "
+        "beside every energy figure, labelled with this intensity.",
+        parsers.positive_float,
+        env="AIENERGYSCORE_CARBON_INTENSITY",
+        metavar="G_PER_KWH",
+    ),
 )
 
 # -- AI Energy Score's rules (issue 7) -----------------------------------------------------------------------------
@@ -442,6 +498,13 @@ RULES_OPTIONS: tuple[OptionSpec, ...] = (
 )
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    CORE_OPTIONS + METERS_OPTIONS + DCGM_OPTIONS + VLLM_OPTIONS + OPTIMUM_OPTIONS + GATE_OPTIONS + RULES_OPTIONS
+    CORE_OPTIONS
+    + METERS_OPTIONS
+    + DCGM_OPTIONS
+    + VLLM_OPTIONS
+    + OPTIMUM_OPTIONS
+    + GATE_OPTIONS
+    + HISTORY_OPTIONS
+    + RULES_OPTIONS
 )
 OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}

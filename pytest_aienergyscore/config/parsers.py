@@ -112,6 +112,29 @@ def baseline_target(raw: str) -> bool | str | None:
     return value
 
 
+def history_folder(raw: str) -> bool | str | None:
+    """Where --energy-autosave keeps every session: True for the default folder (``.energy`` under the rootdir), None
+    for "do not keep", else a folder; a value that looks like a test path is refused, as for the baseline."""
+    value = raw.strip()
+    if value.lower() in TRUE:
+        return True
+    if value.lower() in FALSE:
+        return None
+    if value.endswith(".py") or "::" in value:
+        raise ValueError("a folder for the saved runs (write --energy-autosave=DIR, or put the bare flag last)")
+    return value
+
+
+def saved_run(raw: str) -> str:
+    """Which saved run --energy-compare takes: ``latest``, a run number (``3`` or ``0003``) or a saved run's file."""
+    value = raw.strip()
+    if value.lower() in ("", "latest", "last") or value.lower() in TRUE:
+        return "latest"
+    if value.isdigit() or value.endswith(".json"):
+        return value
+    raise ValueError("latest, a saved run's number (as in .energy/<machine>/0003_...json) or a saved run's .json file")
+
+
 def url_list(raw: str) -> tuple[str, ...]:
     """URLs separated by commas or whitespace, so that an ini value may also hold one per line."""
     urls = tuple(url for url in re.split(r"[,\s]+", raw) if url)

@@ -56,6 +56,12 @@ class Settings(NamedTuple):
     strict: bool = False
     require_baseline: bool = False
     json_path: Path | None = None
+    exports_dir: Path | None = None
+    # -- history, comparison, HTML report and carbon (issue 16) --
+    autosave: Path | None = None
+    compare: str | None = None
+    html_path: Path | None = None
+    carbon_intensity: float | None = None
     # -- AI Energy Score rules fields (issue 7) --
     model_class: str | None = None
     allow_multi_gpu: bool = False
@@ -96,11 +102,24 @@ def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_
         raise SettingsError(flag, source, raw, str(err)) from None
 
 
+_PATH_OPTIONS = ("energy_baseline", "energy_json", "energy_exports", "energy_autosave", "energy_html")
+
+
 def _resolve_ci_paths(values: dict[str, Any], sources: Mapping[str, str], cwd: Path, rootdir: Path) -> None:
     """Baseline and export paths, relative ones taken as --energy-output's are (ini: rootdir, else: cwd)."""
     if values["energy_save_baseline"] is True:
         values["energy_save_baseline"] = values["energy_output"] / "baseline.json"
-    for dest in ("energy_save_baseline", "energy_baseline", "energy_json"):
+    if values["energy_autosave"] is True:  # pytest-benchmark keeps .benchmarks in the rootdir; we keep .energy there
+        values["energy_autosave"] = rootdir / ".energy"
+    paths = (
+        "energy_save_baseline",
+        "energy_baseline",
+        "energy_json",
+        "energy_exports",
+        "energy_autosave",
+        "energy_html",
+    )
+    for dest in paths:
         if not values[dest]:
             values[dest] = None
             continue
@@ -110,12 +129,12 @@ def _resolve_ci_paths(values: dict[str, Any], sources: Mapping[str, str], cwd: P
 
 
 def _resolve_optimum_python(value: str | None, sources: Mapping[str, str], cwd: Path, rootdir: Path) -> Path | None:
-    """The optimum environment's python: as given (relative to the current directory, or to the rootdir from the ini
-    file), else ``.venv-optimum/bin/python`` under the rootdir when it exists. Never resolved through symlinks: a
-    venv's python is a link to the base interpreter, and following it would leave the venv."""
+    """The optimum environment's python as given (relative to the current directory, or to the rootdir from the ini
+    file); None when not given, and the backend then looks in the plugin's cache, where ``aienergyscore setup
+    optimum`` puts it. Never resolved through symlinks: a venv's python is a link to the base interpreter, and
+    following it would leave the venv."""
     if not value:
-        default = rootdir / ".venv-optimum" / "bin" / "python"
-        return default if default.exists() else None
+        return None
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = (rootdir if sources["energy_optimum_python"].startswith("ini") else cwd) / path

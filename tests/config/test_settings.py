@@ -47,6 +47,11 @@ CASES = {
     "energy_strict": ("true", "0", None, True, False, True),
     "energy_require_baseline": ("yes", "off", None, True, False, True),
     "energy_json": ("/j/i.json", "/j/e.json", "/j/c.json", "/j/i.json", "/j/e.json", "/j/c.json"),
+    "energy_exports": ("/x/i", "/x/e", "/x/c", "/x/i", "/x/e", "/x/c"),
+    "energy_autosave": ("/h/i", "/h/e", "/h/c", "/h/i", "/h/e", "/h/c"),
+    "energy_compare": ("latest", "0003", "/h/c/0001_abc_2026.json", "latest", "0003", "/h/c/0001_abc_2026.json"),
+    "energy_html": ("/r/i.html", "/r/e.html", "/r/c.html", "/r/i.html", "/r/e.html", "/r/c.html"),
+    "energy_carbon_intensity": ("400", "55.5", "12", 400.0, 55.5, 12.0),
 }
 
 BAD = {
@@ -72,6 +77,9 @@ BAD = {
     "energy_fail_above": "-5",
     "energy_strict": "maybe",
     "energy_require_baseline": "perhaps",
+    "energy_autosave": "test_x.py",
+    "energy_compare": "yesterday",
+    "energy_carbon_intensity": "-400",
 }
 
 SPECS = {spec.dest: spec for spec in OPTIONS}
@@ -226,3 +234,13 @@ def test_a_blank_dcgm_selector_on_the_command_line_is_refused_with_the_grammar(t
 def test_default_settings_equal_settings_built_with_every_default_spelled_out() -> None:
     spelled = Settings(**{name: getattr(Settings(), name) for name in Settings._fields})
     assert spelled == Settings() and spelled.backend == "optimum" and Settings().source_of("backend") == "default"
+
+
+def test_autosave_alone_keeps_runs_in_dot_energy_under_the_rootdir_and_compare_alone_means_latest(tmp_path) -> None:
+    cwd = tmp_path / "sub"
+    alone = build_settings({"energy_autosave": "1", "energy_compare": "latest"}, {}, {}, cwd=cwd, rootdir=tmp_path)
+    assert alone.autosave == tmp_path / ".energy" and alone.compare == "latest"
+    named = build_settings({"energy_autosave": "runs", "energy_compare": "7"}, {}, {}, cwd=cwd, rootdir=tmp_path)
+    assert named.autosave == tmp_path / "sub" / "runs" and named.compare == "7"
+    off = build_settings({}, {"energy_autosave": "false"}, {}, cwd=tmp_path, rootdir=tmp_path)
+    assert off.autosave is None and off.compare is None and off.carbon_intensity is None
