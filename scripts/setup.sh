@@ -33,6 +33,9 @@ if missing:
     sys.exit(f"setup: still missing after install: {', '.join(missing)}")
 print("setup: main environment ready")
 PY
+# Headless Chromium opens the HTML report in tests/report/test_html_browser.py (skipped where it is absent); installed
+# from the system's packages where this script runs as root on a Debian-like system, else left to the user.
+command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && apt-get install -y -q chromium) || echo "setup: chromium not installed: the HTML report's browser test will skip"
 # optimum-benchmark (the default --backend optimum) in its own environment, made by the package's own command in the
 # user's cache ($XDG_CACHE_HOME/pytest-aienergyscore/optimum-env), where the backend finds it from any folder: it needs
 # transformers<5, which cannot live beside this environment's transformers 5. Idempotent, like this script.

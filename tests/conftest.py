@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.backends.optimum.environment import default_python
+# The optimum environment belongs to the machine (`aienergyscore setup optimum` makes it once in the user's cache, as
+# scripts/setup.sh does): tests.support.optimum_env finds it here, before XDG_CACHE_HOME is pointed inside the repo.
+import tests.support.optimum_env  # noqa: F401
+from pytest_aienergyscore.config.options import OPTIONS
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
-
-# The optimum environment belongs to the machine (`aienergyscore setup optimum` makes it once in the user's cache, as
-# scripts/setup.sh does): find it before XDG_CACHE_HOME is pointed inside the repo, and hand it on to every run.
-os.environ.setdefault("AIENERGYSCORE_OPTIMUM_PYTHON", str(default_python()))
 
 # No Hub at test time, and every cache inside the repo's ignored .cache folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,38 +55,12 @@ with contextlib.suppress(ImportError):
         with contextlib.suppress(ImportError):
             __import__(f"transformers.{_base}")
 
+# Every option's environment variable (so a new option cannot be forgotten here), and the ones read outside the table.
 ENV_VARS = (
-    "BENCHMARK_BACKEND",
-    "VLLM_ENDPOINT",
-    "AIENERGYSCORE_OUTPUT",
-    "AIENERGYSCORE_METER",
-    "AIENERGYSCORE_GPUS",
-    "AIENERGYSCORE_CPU_WATTS",
-    "AIENERGYSCORE_CPU_SCOPE",
-    "AIENERGYSCORE_DISABLE",
-    "AIENERGYSCORE_DATASET",
-    "AIENERGYSCORE_SAMPLES",
-    "AIENERGYSCORE_REPEAT",
-    "AIENERGYSCORE_WARMUP",
-    "AIENERGYSCORE_TRUST_REMOTE_CODE",
-    "AIENERGYSCORE_DCGM_URLS",
-    "AIENERGYSCORE_DCGM_GPUS",
-    "AIENERGYSCORE_DCGM_MAX_AGE",
-    "AIENERGYSCORE_OPTIMUM_PYTHON",
-    "AIENERGYSCORE_CONCURRENCY",
-    "AIENERGYSCORE_VLLM_API_KEY_ENV",
-    "AIENERGYSCORE_VLLM_TIMEOUT",
-    "AIENERGYSCORE_VLLM_SERVED_MODEL",
+    *(spec.env for spec in OPTIONS if spec.env),
     "VLLM_API_KEY",
-    "AIENERGYSCORE_MODEL_CLASS",
-    "AIENERGYSCORE_ALLOW_MULTI_GPU",
-    "AIENERGYSCORE_SAVE_BASELINE",
-    "AIENERGYSCORE_BASELINE",
-    "AIENERGYSCORE_FAIL_ABOVE",
-    "AIENERGYSCORE_STRICT",
-    "AIENERGYSCORE_REQUIRE_BASELINE",
-    "AIENERGYSCORE_JSON",
     "GITHUB_STEP_SUMMARY",
+    "AIENERGYSCORE_PROGRESS_INTERVAL",
 )
 
 

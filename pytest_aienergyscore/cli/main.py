@@ -4,7 +4,8 @@ Sub-commands: ``verify`` an archive against its manifest, ``doctor`` the meters 
 work each task does and where each value comes from, and ``report`` the
 files of a session again from its ``records.jsonl`` (after a crash that stopped pytest before it could write them);
 ``run`` one benchmark with AI Energy Score's Docker command line, ``label`` a result as a PNG, ``merge`` the
-results of several machines, and ``setup`` the environment a backend runs in (optimum-benchmark's, a CPU vLLM).
+results of several machines, ``html`` a session as one self-contained page, and ``setup`` the environment a
+backend runs in (optimum-benchmark's, a CPU vLLM).
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
 
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
     _add_run_and_label(sub)
     _add_merge(sub)
+    _add_html(sub)
+    _add_compare(sub)
     _add_setup(sub)
     return parser
 
@@ -210,12 +213,49 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(sub: Any) -> None:
+    """``compare``: saved runs or results folders side by side (its code is in :mod:`.compare`)."""
+    from pytest_aienergyscore.cli.compare import add_compare_command
+
+    add_compare_command(sub)
+
+
 def _add_merge(sub: Any) -> None:
     """``merge``: one summary from the results folders of several machines."""
     merge = sub.add_parser("merge", help="combine results folders from several machines into one summary")
     merge.add_argument("folders", nargs="+", metavar="DIR", help="results folders, session folders or run folders")
     merge.add_argument("-o", "--output", metavar="OUT", default="merged", help="where to write (default merged/)")
     merge.set_defaults(func=_merge)
+
+
+def _html(args: argparse.Namespace) -> int:
+    """One self-contained HTML page of a session folder, drawn from its files as ``--energy-html`` draws it."""
+    from pytest_aienergyscore.report.html import HTML_FILE, HtmlReportError, read_session, write_html
+
+    folder = Path(args.results)
+    if folder.is_file():  # records.jsonl itself
+        folder = folder.parent
+    if not folder.is_dir():
+        print(f"aienergyscore html: {folder}: no such session folder", file=sys.stderr)
+        return 2
+    try:
+        view, skipped = read_session(folder)
+    except HtmlReportError as err:
+        print(f"aienergyscore html: {err}", file=sys.stderr)
+        return 2
+    for line in skipped:  # a torn record costs only itself
+        print(f"aienergyscore html: warning: {line}", file=sys.stderr)
+    [written] = write_html(view, [Path(args.output) if args.output else folder / HTML_FILE])
+    print(f"written: {written}")
+    return 0
+
+
+def _add_html(sub: Any) -> None:
+    """``html``: a session's results as one HTML file that opens anywhere, offline."""
+    html = sub.add_parser("html", help="write a session's results as one self-contained HTML file")
+    html.add_argument("results", metavar="RESULTS", help="a session folder (results/<date-time>) or its records.jsonl")
+    html.add_argument("-o", "--output", metavar="FILE", help="where to write (default: RESULTS/report.html)")
+    html.set_defaults(func=_html)
 
 
 def _setup(args: argparse.Namespace) -> int:

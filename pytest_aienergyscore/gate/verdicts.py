@@ -3,10 +3,12 @@
 Why it is shaped this way:
 - Energy from another machine is not evidence of a regression, so a pair whose fingerprints differ is never
   compared silently: the verdict says why it was not compared, and ``--energy-strict`` makes that a failure.
-- CI must fail on real regressions, not on noise. When both sides ran ``--energy-repeat N`` with N >= 3, a rise
-  fails only if it is above the threshold *and* significant: Welch's t-test (:mod:`.statistics`), one-sided, alpha
-  0.05, on the per-repetition Wh per 1,000 queries. With single runs there is no noise estimate; the threshold alone
-  decides and every verdict says so.
+- CI must fail on real regressions, not on noise, and the noise that matters is the drift between sessions. When
+  the machine's saved runs (``--energy-autosave``) hold the benchmark at least 5 times, a rise fails only if it is
+  beyond the history's band (median + 3 sigma, :mod:`.drift`) *and* above the threshold. Otherwise, when both sides
+  ran ``--energy-repeat N`` with N >= 3, a rise fails only if it is above the threshold *and* significant: Welch's
+  t-test (:mod:`.statistics`), one-sided, alpha 0.05, on the per-repetition Wh per 1,000 queries. With single runs
+  there is no noise estimate; the threshold alone decides. Every verdict names the rule that decided it.
 - The outcome is data (:class:`GateOutcome`); the terminal and Markdown tables are drawn from it by ``report/``,
   which sits above the gate.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_aienergyscore.gate.baselines import Baseline, benchmark_entry, fingerprint_differences
+from pytest_aienergyscore.gate.drift import MIN_RUNS, WINDOW, DriftBand, K, drift_band
 from pytest_aienergyscore.gate.statistics import Welch, welch_test
 from pytest_aienergyscore.records.record import Record
 
@@ -37,6 +40,11 @@ WITHIN_THRESHOLD = "within threshold"
 NOT_COMPARED = "not compared"
 NO_BASELINE = "no baseline"
 
+# The rule that decided a verdict (see the module's docstring).
+RULE_HISTORY = "history"
+RULE_WELCH = "welch"
+RULE_THRESHOLD = "threshold"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -52,14 +60,17 @@ class Verdict:
     noise_estimate: bool = False
     reason: str = ""
     fails: bool = False
+    rule: str | None = None  # which rule decided: history, welch or threshold (None when nothing was compared)
 
     def label(self) -> str:
-        """The verdict as the table shows it, with why or how sure."""
+        """The verdict as the table shows it: the rule that decided, with why or how sure."""
         if self.status in (NOT_COMPARED, NO_BASELINE):
             return f"{self.status}: {self.reason}" if self.reason else self.status
+        if self.rule == RULE_HISTORY:
+            return f"{self.status} ({RULE_HISTORY}: {self.reason})"
         if not self.noise_estimate:
-            return f"{self.status} (no noise estimate: {self.reason or 'single runs'})"
-        return f"{self.status} ({format_p(self.p_value)})"
+            return f"{self.status} ({RULE_THRESHOLD}: no noise estimate, {self.reason or 'single runs'})"
+        return f"{self.status} ({RULE_WELCH}: {format_p(self.p_value)})"
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,15 @@ def _series(entry: Mapping[str, Any], metric: str) -> list[float]:
     return [float(v) for v in entry.get(key) or ()]
 
 
-def compare_entry(test: str, current: Mapping[str, Any], base: Mapping[str, Any], gate: GateSettings) -> Verdict:
-    """The verdict for one benchmark present on both sides."""
+def compare_entry(
+    test: str,
+    current: Mapping[str, Any],
+    base: Mapping[str, Any],
+    gate: GateSettings,
+    history: Sequence[Mapping[str, Any]] = (),
+) -> Verdict:
+    """The verdict for one benchmark present on both sides. ``history``: its entries in the saved runs of this
+    machine fingerprint, oldest first (the compared run last); with enough of them the drift rule decides."""
     if current.get("outcome", "passed") != "passed":
         return Verdict(test, NOT_COMPARED, reason=f"the benchmark did not pass ({current.get('outcome')})")
     differences = fingerprint_differences(base.get("fingerprint") or {}, current.get("fingerprint") or {})
@@ -101,17 +119,53 @@ def compare_entry(test: str, current: Mapping[str, Any], base: Mapping[str, Any]
     if before <= 0.0:
         return Verdict(test, NOT_COMPARED, metric, before, now, reason="the baseline figure is 0")
     change = (now - before) / before * 100.0
+    band = drift_band(history_figures(history, metric))
+    if band is not None:
+        status, detail = _by_history(now, band, gate.threshold)
+        verdict = Verdict(test, status, metric, before, now, change, noise_estimate=True, reason=detail)
+        return _decided(verdict, RULE_HISTORY, gate)
     cur_series, base_series = _series(current, metric), _series(base, metric)
     if len(cur_series) < MIN_REPEATS or len(base_series) < MIN_REPEATS:
         status = _by_threshold(change, gate.threshold)
         reason = f"{len(base_series)} vs {len(cur_series)} repetitions, need {MIN_REPEATS}+ on both sides"
         if len(cur_series) == len(base_series) == 1:
             reason = "single runs"
-        return Verdict(test, status, metric, before, now, change, reason=reason, fails=_fails(status, gate))
+        return _decided(Verdict(test, status, metric, before, now, change, reason=reason), RULE_THRESHOLD, gate)
     welch = welch_test(cur_series, base_series)
     status = _by_significance(change, gate.threshold, welch)
     p = welch.p_rise if change >= 0 else welch.p_fall
-    return Verdict(test, status, metric, before, now, change, p, noise_estimate=True, fails=_fails(status, gate))
+    return _decided(Verdict(test, status, metric, before, now, change, p, noise_estimate=True), RULE_WELCH, gate)
+
+
+def _decided(verdict: Verdict, rule: str, gate: GateSettings) -> Verdict:
+    """The verdict with the rule that decided it, and whether it fails the gate."""
+    return replace(verdict, rule=rule, fails=_fails(verdict.status, gate))
+
+
+def history_figures(history: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
+    """The figures of the history's entries that ran to their end, oldest first: a failed run's partial figure
+    says nothing about the machine's drift."""
+    return [
+        float(entry[metric])
+        for entry in history
+        if entry.get("outcome", "passed") == "passed" and entry.get(metric) is not None
+    ]
+
+
+def _by_history(now: float, band: DriftBand, threshold: float) -> tuple[str, str]:
+    """The status by the drift rule, and its reason: the change from the history's median against the band's reach.
+    Beyond the band is not enough: the change must also pass the threshold, so a very steady history does not turn
+    a 1 % change into a failure."""
+    change, reach = band.change_pct(now), band.allowance_pct()
+    band_of = f"{band.k:g}-sigma band of {band.runs} runs"
+    position = band.position(now)
+    if position > 0:
+        status = REGRESSION if change > threshold else WITHIN_THRESHOLD
+        return status, f"{change:+.1f}% vs median > {band_of} (+{reach:.1f}%)"
+    if position < 0:
+        status = IMPROVEMENT if change < -threshold else WITHIN_THRESHOLD
+        return status, f"{change:+.1f}% vs median < {band_of} (-{reach:.1f}%)"
+    return WITHIN_NOISE, f"{change:+.1f}% vs median within {band_of} (+-{reach:.1f}%)"
 
 
 def _by_threshold(change: float, threshold: float) -> str:
@@ -170,15 +224,26 @@ class GateOutcome:
             "threshold_pct": self.gate.threshold,
             "strict": self.gate.strict,
             "require_baseline": self.gate.require_baseline,
-            "test": f"Welch's t-test, one-sided, alpha {ALPHA}, when both sides have >= {MIN_REPEATS} repetitions",
+            "test": (
+                f"history: median +- {K:g} sigma (the larger of the scaled MAD and the standard deviation, widened "
+                f"as a prediction bound) of the last {WINDOW} saved runs, when >= {MIN_RUNS} hold the benchmark; else "
+                f"Welch's t-test, one-sided, alpha {ALPHA}, when both sides have >= {MIN_REPEATS} repetitions; else "
+                "the threshold alone"
+            ),
             "failed": self.failed,
             "notes": list(self.notes),
             "verdicts": [asdict(v) | {"label": v.label()} for v in self.verdicts],
         }
 
 
-def evaluate(records: Sequence[Record], baseline: Baseline | None, gate: GateSettings) -> GateOutcome | None:
-    """Compare the session's records with the baseline. None when there was nothing to compare against."""
+def evaluate(
+    records: Sequence[Record],
+    baseline: Baseline | None,
+    gate: GateSettings,
+    history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> GateOutcome | None:
+    """Compare the session's records with the baseline. None when there was nothing to compare against.
+    ``history``: per test id, its entries in the saved runs of this machine fingerprint, oldest first."""
     if baseline is None:
         return None
     outcome = GateOutcome([], gate, baseline.path)
@@ -191,7 +256,8 @@ def evaluate(records: Sequence[Record], baseline: Baseline | None, gate: GateSet
             fails = gate.require_baseline and baseline.exists
             outcome.verdicts.append(Verdict(record.nodeid, NO_BASELINE, reason=reason, fails=fails))
             continue
-        outcome.verdicts.append(compare_entry(record.nodeid, benchmark_entry(record), base, gate))
+        past = (history or {}).get(record.nodeid, ())
+        outcome.verdicts.append(compare_entry(record.nodeid, benchmark_entry(record), base, gate, past))
     _add_notes(outcome, records, baseline)
     return outcome
 
@@ -205,7 +271,8 @@ def _add_notes(outcome: GateOutcome, records: Sequence[Record], baseline: Baseli
     if single:
         outcome.notes.append(
             f"{len(single)} verdict(s) have no noise estimate (the threshold alone decided): run with "
-            f"--energy-repeat {MIN_REPEATS} or more for both the baseline and this session"
+            f"--energy-repeat {MIN_REPEATS} or more for both the baseline and this session, or keep {MIN_RUNS}+ "
+            "saved runs (--energy-autosave) and compare with --energy-compare"
         )
     if outcome.count(NO_BASELINE) and baseline.exists and not outcome.gate.require_baseline:
         outcome.notes.append("benchmarks missing from the baseline are warnings (--energy-require-baseline: errors)")

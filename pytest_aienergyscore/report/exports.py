@@ -21,10 +21,11 @@ from pathlib import Path
 from statistics import fmean, median, quantiles, stdev
 from typing import TYPE_CHECKING, Any
 
-from pytest_aienergyscore.records.atomic import WriteFailed, write_text
+from pytest_aienergyscore.records.atomic import WriteFailed, write_bytes, write_text
+from pytest_aienergyscore.records.inference_figures import carbon_figures, carbon_note, inference_figures
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.report.environment import plugin_version
-from pytest_aienergyscore.report.table import NESTED_NOTE, RESULT_COLUMNS, markdown_table
+from pytest_aienergyscore.report.table import NESTED_NOTE, markdown_table, result_columns
 from pytest_aienergyscore.report.table import rows as table_rows
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 
@@ -61,7 +62,42 @@ def _labels(record: Record) -> str:
     parts.append(f"{record.repetitions()} repetition(s)")
     if not_comparable_reasons(record):
         parts.append("not comparable with the leaderboard")
+    figures = inference_figures(record)
+    if figures["joules_per_output_token"] is not None:
+        parts.append(f"{figures['joules_per_output_token']:.6g} J/output token")
+    if figures["images_per_wh"] is not None:
+        parts.append(f"{figures['images_per_wh']:.6g} images/Wh")
+    carbon = carbon_figures(record)
+    if carbon is not None and carbon["co2e_g"] is not None:
+        parts.append(f"{carbon['co2e_g']:.6g} g CO2e at {carbon['carbon_intensity_g_per_kwh']:g} g/kWh (user-given)")
     return ", ".join(parts)
+
+
+# Bencher measure slugs of the inference figures (same energy scope as the headline measure) and of the CO2e.
+BMF_INFERENCE = {
+    "joules_per_output_token": "energy-j-per-output-token",
+    "output_tokens_per_joule": "output-tokens-per-joule",
+    "images_per_wh": "images-per-wh",
+}
+BMF_LATENCY = {"ttft_s": "time-to-first-token", "latency_s": "request-latency"}
+BMF_THROUGHPUT = {"output_tokens_per_s": "output-tokens-per-s", "requests_per_s": "requests-per-s"}
+BMF_CO2E = "co2e-g"
+
+
+def extra_measures(record: Record) -> dict[str, dict[str, float]]:
+    """Bencher measures beside the energy: per output token or image, latency (p50/p90/p99, seconds), throughput,
+    and grams of CO2e when an intensity was given. Only the figures the record has."""
+    figures = inference_figures(record)
+    measures = {slug: {"value": float(figures[key])} for key, slug in BMF_INFERENCE.items() if figures[key] is not None}
+    latency = figures["latency"] or {}
+    for key, slug in BMF_LATENCY.items():
+        spread = latency.get(key) or {}
+        measures |= {f"{slug}-{p}-s": {"value": spread[p]} for p in ("p50", "p90", "p99") if spread.get(p) is not None}
+    measures |= {slug: {"value": float(latency[key])} for key, slug in BMF_THROUGHPUT.items() if latency.get(key)}
+    carbon = carbon_figures(record)
+    if carbon is not None and carbon["co2e_g"] is not None:
+        measures[BMF_CO2E] = {"value": carbon["co2e_g"]}
+    return measures
 
 
 # -- github-action-benchmark and Bencher ----------------------------------------------------------------------------
@@ -90,7 +126,7 @@ def bencher_bmf(records: Sequence[Record]) -> dict[str, dict[str, dict[str, floa
         measures = {BMF_PER_1K if unit == UNIT_PER_1K else BMF_TOTAL: metric}
         if unit == UNIT_PER_1K:
             measures[BMF_TOTAL] = {"value": record.total_wh()}
-        document[record.nodeid] = measures
+        document[record.nodeid] = measures | extra_measures(record)
     return document
 
 
@@ -150,6 +186,8 @@ def _benchmark_entry(record: Record) -> dict[str, Any]:
             "backend": record.backend,
             "outcome": record.outcome,
             "not_comparable_reasons": not_comparable_reasons(record),
+            "inference_figures": inference_figures(record),  # J/output token, images/Wh, latency, with their scope
+            "carbon": carbon_figures(record),  # grams of CO2e at the user-given intensity, or None
         },
         "options": {
             "disable_gc": False,
@@ -199,11 +237,14 @@ def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title:
     """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
     lines = [f"## AI Energy Score: {title}", ""]
     body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
-    lines += markdown_table(RESULT_COLUMNS, body)
+    lines += markdown_table(result_columns(records), body)
     if any(r.energy_kind() == "estimate" for r in records):
         lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
     if any(p.parent for r in records for p in r.phases):
         lines += ["", f"_{NESTED_NOTE}_"]
+    carbon = carbon_note(list(records))
+    if carbon:
+        lines += ["", f"_{carbon}_"]
     if gate is not None:
         from pytest_aienergyscore.report.gate_table import gate_markdown
 
@@ -264,13 +305,17 @@ def write_ci_exports(
     json_path: Path | None,
     title: str,
     environ: Mapping[str, str] | None = None,
+    exports_dir: Path | None = None,
 ) -> list[Path]:
-    """Write every CI export of the session; returns the files written (the step summary among them when set)."""
+    """Write every CI export of the session; returns the files written (the step summary among them when set).
+    ``exports_dir`` (--energy-exports): the session's exports copied there too, under fixed names."""
     environ = os.environ if environ is None else environ
     written = [
         _write_json(session_dir / GITHUB_BENCHMARK_FILE, custom_smaller_is_better(records)),
         _write_json(session_dir / BENCHER_FILE, bencher_bmf(records)),
     ]
+    if exports_dir is not None:
+        written += write_fixed_exports(session_dir, exports_dir)
     if json_path is not None:
         written.append(_write_json(json_path, pytest_benchmark_json(records, environ)))
     step_summary = environ.get("GITHUB_STEP_SUMMARY", "").strip()
@@ -278,4 +323,34 @@ def write_ci_exports(
         with open(step_summary, "a", encoding="utf-8") as fh:
             fh.write(markdown_summary(records, gate, title))
         written.append(Path(step_summary))
+    return written
+
+
+def write_fixed_exports(session_dir: Path, exports_dir: Path) -> list[Path]:
+    """The session folder's summary.json, github-action-benchmark.json, bencher-bmf.json and gate.json copied byte
+    for byte under the same names into ``exports_dir``, so a CI workflow reads a fixed path instead of globbing a
+    timestamped folder. Each copy is whole or absent; a name this session did not write (no gate ran) is removed
+    there, so a fixed path never holds an earlier session's verdicts."""
+    from pytest_aienergyscore.gate.verdicts import GATE_FILE
+    from pytest_aienergyscore.report.files import SUMMARY_JSON
+
+    try:
+        exports_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        in_the_way = isinstance(err, (FileExistsError, NotADirectoryError))
+        raise WriteFailed(
+            exports_dir, OSError(err.errno, "a file is in the way of --energy-exports's folder") if in_the_way else err
+        ) from None
+    written = []
+    for name in (SUMMARY_JSON, GITHUB_BENCHMARK_FILE, BENCHER_FILE, GATE_FILE):
+        source, target = session_dir / name, exports_dir / name
+        if source.resolve() == target.resolve():
+            continue  # --energy-exports names the session folder itself
+        if source.is_file():
+            written.append(write_bytes(target, source.read_bytes()))
+        else:
+            try:
+                target.unlink(missing_ok=True)
+            except OSError as err:
+                raise WriteFailed(target, err) from None
     return written

@@ -31,6 +31,7 @@ from pytest_aienergyscore.records.atomic import (
     writing,
 )
 from pytest_aienergyscore.records.figures import JOULES_PER_WH
+from pytest_aienergyscore.records.inference_figures import carbon_figures, inference_figures
 from pytest_aienergyscore.records.record import Phase, Record, combine
 from pytest_aienergyscore.records.store import record_sha256
 from pytest_aienergyscore.report.archive import MANIFEST, ensure_archive
@@ -44,6 +45,7 @@ ENERGY_TXT = "GPU_ENERGY_WH.txt"
 ENERGY_SUMMARY = "GPU_ENERGY_SUMMARY.json"
 REPORT = "benchmark_report.json"
 LOG = "run.log"
+SUMMARY_JSON = "summary.json"
 
 SUMMARY_COLUMNS = (
     "test",
@@ -62,6 +64,20 @@ SUMMARY_COLUMNS = (
     "call_wh",
     "total_wh",
     "wh_per_1000_queries",
+    "joules_per_output_token",
+    "output_tokens_per_joule",
+    "images_per_wh",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "output_tokens_per_s",
+    "requests_per_s",
+    "co2e_g",
+    "co2e_g_per_1000_queries",
+    "carbon_intensity_g_per_kwh",
     "comparable",
     "model_class",
     "stars",
@@ -103,6 +119,10 @@ def energy_summary(record: Record) -> dict[str, Any]:
         "partial_work": record.partial_work(),  # why there is no per-1,000 figure and no stars, when it is so
         "per_1000_scaled_from": queries if queries not in (None, 1000) else None,
         "repetitions": record.repetitions(),
+        # J per output token, images per Wh, latency: each beside the energy scope it divides
+        "inference_figures": inference_figures(record),
+        # grams of CO2e beside each energy figure, at the intensity the user gave; None when none was given
+        "carbon": carbon_figures(record),
         "samples": {name: record.phase_samples(name) for name in phases},
         "tokens": {name: record.phase_tokens(name) for name in phases if record.phase_tokens(name) is not None},
         "hardware": {
@@ -307,6 +327,8 @@ def summary_row(
         **{f"{name}_wh": record.phase_wh(name) for name in ("preprocess", "prefill", "decode", "forward", "call")},
         "total_wh": summary["total_wh_unrounded"],
         "wh_per_1000_queries": summary["wh_per_1000_queries"],
+        **inference_columns(summary["inference_figures"]),
+        **carbon_columns(summary["carbon"]),
         "comparable": summary["comparable"],
         "model_class": summary["model_class"],
         "stars": summary["stars"],
@@ -317,12 +339,35 @@ def summary_row(
     }
 
 
+def inference_columns(figures: dict[str, Any]) -> dict[str, Any]:
+    """The inference figures as flat summary columns (a CSV has no nesting); the energy scope they divide is the
+    row's ``device`` column."""
+    latency = figures.get("latency") or {}
+    ttft, request = latency.get("ttft_s") or {}, latency.get("latency_s") or {}
+    return {
+        "joules_per_output_token": figures.get("joules_per_output_token"),
+        "output_tokens_per_joule": figures.get("output_tokens_per_joule"),
+        "images_per_wh": figures.get("images_per_wh"),
+        **{f"ttft_{p}_s": ttft.get(p) for p in ("p50", "p90", "p99")},
+        **{f"latency_{p}_s": request.get(p) for p in ("p50", "p90", "p99")},
+        "output_tokens_per_s": latency.get("output_tokens_per_s"),
+        "requests_per_s": latency.get("requests_per_s"),
+    }
+
+
+def carbon_columns(carbon: dict[str, Any] | None) -> dict[str, Any]:
+    """Grams of CO2e of the total and per 1,000 queries, and the intensity they were reached at (empty without)."""
+    carbon = carbon or {}
+    keys = ("co2e_g", "co2e_g_per_1000_queries", "carbon_intensity_g_per_kwh")
+    return {key: carbon.get(key) for key in keys}
+
+
 def write_session_summary(
     session_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any], columns: tuple[str, ...] = SUMMARY_COLUMNS
 ) -> tuple[Path, Path]:
     """summary.json (meta + rows) and summary.csv (``columns`` of each row; merged summaries add ``host``), each
     written whole, and not at all when it already holds the same."""
-    json_path = session_dir / "summary.json"
+    json_path = session_dir / SUMMARY_JSON
     write_if_changed(json_path, json_bytes({**meta, "benchmarks": rows}))
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")

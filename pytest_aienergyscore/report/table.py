@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pytest_aienergyscore.records.inference_figures import carbon_note, inference_figures
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.rating import rate
@@ -159,6 +160,10 @@ RESULT_COLUMNS = (
     Column("stars"),
     Column("notes", wrap_at=", "),
 )
+# Shown only when some benchmark has the figure (generative text: J per output token; image generation: images per Wh),
+# after the per-1,000 figure; it divides the same energy as the headline (the device/meter column says which).
+OUTPUT_COLUMN = Column("per output", numeric=True)
+STARS = RESULT_COLUMNS.index(Column("stars"))
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
 NESTED_NOTE = "phases: (outer>inner=x) = inner ran inside outer and is part of its figure; the total adds up the others"
 
@@ -200,33 +205,57 @@ def phase_cell(record: Record) -> str:
     return " ".join(cells)
 
 
+def output_cell(record: Record) -> str:
+    """Energy per unit of output, with its unit: joules per output token, or images per Wh; "-" for other work."""
+    figures = inference_figures(record)
+    if figures["joules_per_output_token"] is not None:
+        return f"{format_wh(figures['joules_per_output_token'])} J/tok"
+    if figures["images_per_wh"] is not None:
+        return f"{format_wh(figures['images_per_wh'])} img/Wh"
+    return "-"
+
+
+def result_columns(records: Sequence[Record]) -> tuple[Column, ...]:
+    """The results table's columns for these records: the per-output column only where some record has a figure
+    for it, so that tables of classification runs stay as narrow as before."""
+    if all(output_cell(record) == "-" for record in records):
+        return RESULT_COLUMNS
+    return (*RESULT_COLUMNS[:STARS], OUTPUT_COLUMN, *RESULT_COLUMNS[STARS:])
+
+
 def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """One row per record, cell for cell under :func:`result_columns` of the same records."""
+    with_output = len(result_columns(records)) > len(RESULT_COLUMNS)
     out: list[tuple[str, ...]] = []
     for record in records:
-        phases = phase_cell(record)
-        out.append(
-            (
-                record.nodeid.rsplit("::", 1)[-1],
-                f"{record.headline_scope()}/{record.meter_name()}",
-                phases,
-                format_wh(record.total_wh()),
-                format_wh(record.wh_per_1000_queries()),
-                rate(record).text(),
-                _notes(record),
-            )
-        )
+        cells = [
+            record.nodeid.rsplit("::", 1)[-1],
+            f"{record.headline_scope()}/{record.meter_name()}",
+            phase_cell(record),
+            format_wh(record.total_wh()),
+            format_wh(record.wh_per_1000_queries()),
+            *([output_cell(record)] if with_output else []),
+            rate(record).text(),
+            _notes(record),
+        ]
+        out.append(tuple(cells))
     return out
 
 
 def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WIDTH) -> list[str]:
     """The table as lines, at most ``width`` wide where it can be; empty when nothing was metered. A test id longer
     than ``max_name`` is cut in the middle even when it would fit: the whole id is in the files."""
+    columns = result_columns(records)
     body = [(shorten_middle(row[0], max_name), *row[1:]) for row in rows(records)]
-    lines = text_table(RESULT_COLUMNS, body, max_width=width)
+    lines = text_table(columns, body, max_width=width)
     if not lines:
         return []
-    if any(row[5].endswith("*") for row in body):
+    stars = columns.index(Column("stars"))
+    if any(row[stars].endswith("*") for row in body):
         lines.append(INDICATIVE_NOTE)
     if any(p.parent for record in records for p in record.phases):
         lines.append(NESTED_NOTE)
+    carbon = carbon_note(list(records))
+    if carbon:
+        lines.append(carbon)
     return lines

@@ -46,24 +46,38 @@ def _finish_ci(
     """
     if energy.is_worker or energy.outcome is None:
         return None, []
+    from pytest_aienergyscore.gate.session_runs import compare_and_save
     from pytest_aienergyscore.gate.verdicts import GateSettings, evaluate, write_gate_file
     from pytest_aienergyscore.report.exports import write_ci_exports
+    from pytest_aienergyscore.report.html import write_session_html
 
     s, session_dir = energy.settings, energy.outcome.session_dir
     rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
-    gate = evaluate(energy.records, baseline, rules)
-    if s.baseline is None and (s.fail_above is not None or s.require_baseline):
+    runs = compare_and_save(  # --energy-compare, then --energy-autosave
+        energy.records, s, energy.session_id, session.config.rootpath, session.config.invocation_params.dir, baseline
+    )
+    energy.notes += runs.notes
+    energy.errors += runs.errors
+    gate = evaluate(energy.records, runs.baseline, rules, runs.history)
+    if s.baseline is None and s.compare is None and (s.fail_above is not None or s.require_baseline):
         energy.notes.append("warning: no --energy-baseline PATH: nothing was compared, the energy gate did not run")
     written: list[Path] = []
     if session_dir is not None:
         if gate is not None:
             _write(energy, written, lambda: [write_gate_file(gate, session_dir)])
         _write(
-            energy, written, lambda: write_ci_exports(session_dir, energy.records, gate, s.json_path, energy.session_id)
+            energy,
+            written,
+            lambda: write_ci_exports(
+                session_dir, energy.records, gate, s.json_path, energy.session_id, exports_dir=s.exports_dir
+            ),
         )
+        _write(energy, written, lambda: write_session_html(session_dir, energy.records, s.html_path, s.exports_dir))
     if s.save_baseline is not None:
         _save_baseline(session, energy, s.save_baseline, written, deselected)
     if gate is not None and gate.failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if runs.failed and session.exitstatus == pytest.ExitCode.OK:  # a saved run named but unusable
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     return gate, written
 

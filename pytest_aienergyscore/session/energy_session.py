@@ -140,6 +140,10 @@ class EnergySession:
         store that cannot be written costs that safety net, never the record: one line says so at the end."""
         if not record.environment:
             record.environment = self.environment
+        if self.settings.carbon_intensity is not None:  # carried by the record: files rebuilt later say the same grams
+            from pytest_aienergyscore.records.inference_figures import CARBON_INTENSITY_KEY
+
+            record.metadata.setdefault(CARBON_INTENSITY_KEY, self.settings.carbon_intensity)
         self.records.append(record)
         if self.is_worker:
             return
@@ -156,6 +160,8 @@ class EnergySession:
         s = self.settings
         places = [("output_dir", s.output_dir, "--energy-output")]
         places += [(dest, path.parent, flag) for dest, path, flag in self._file_options() if path is not None]
+        folders = [("exports_dir", s.exports_dir, "--energy-exports"), ("autosave", s.autosave, "--energy-autosave")]
+        places += [(dest, folder, flag) for dest, folder, flag in folders if folder is not None]
         for dest, folder, flag in places:
             problem = folder_problem(folder)
             if problem:
@@ -167,6 +173,7 @@ class EnergySession:
         return [
             ("save_baseline", s.save_baseline, "--energy-save-baseline"),
             ("json_path", s.json_path, "--energy-json"),
+            ("html_path", s.html_path, "--energy-html"),
         ]
 
     # -- end of session -------------------------------------------------------------------------------------

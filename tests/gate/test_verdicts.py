@@ -88,7 +88,7 @@ def test_a_rise_above_the_threshold_fails_with_exit_1_and_names_the_benchmark(be
     assert result.ret == 1
     lines = _gate_lines(result)
     [row] = [line for line in lines if line.startswith("test_burn")]
-    assert "regression (no noise estimate: single runs)" in row
+    assert "regression (threshold: no noise estimate, single runs)" in row
     assert f"{tiny:.3e}" in row and "%" in row
     assert any(line.startswith("energy gate FAILED: 1 regression") for line in lines)
     assert "AI Energy Score" in "\n".join(result.outlines)  # the results table is still printed
@@ -108,12 +108,12 @@ def test_a_rise_within_noise_passes_and_a_significant_one_fails(
     result = bench.runpytest("-p", "no:cacheprovider", f"--energy-baseline={noisy}", "--energy-fail-above=5")
     assert result.ret == 0
     [row] = [line for line in _gate_lines(result) if line.startswith("test_fixed")]
-    assert "+11.1%" in row and "within noise (p=" in row
+    assert "+11.1%" in row and "within noise (welch: p=" in row
 
     result = bench.runpytest("-p", "no:cacheprovider", f"--energy-baseline={clear}", "--energy-fail-above=5")
     assert result.ret == 1
     [row] = [line for line in _gate_lines(result) if line.startswith("test_fixed")]
-    assert "+25.0%" in row and "regression (p<0.001)" in row
+    assert "+25.0%" in row and "regression (welch: p<0.001)" in row
 
 
 def test_an_improvement_is_reported_and_passes(bench: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +124,7 @@ def test_an_improvement_is_reported_and_passes(bench: pytest.Pytester, monkeypat
     result = bench.runpytest("-p", "no:cacheprovider", "--energy-baseline=base.json", "--energy-fail-above=5")
     assert result.ret == 0
     lines = _gate_lines(result)
-    assert any("-50.0%" in line and "improvement (p<0.001)" in line for line in lines)
+    assert any("-50.0%" in line and "improvement (welch: p<0.001)" in line for line in lines)
     assert any(line.startswith("energy gate passed: 0 regression, 1 improvement") for line in lines)
 
 

@@ -3,6 +3,7 @@ properties and pytest-benchmark extra_info."""
 
 from __future__ import annotations
 
+import csv
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_markdown_summary_has_the_results_and_the_gate() -> None:
     text = markdown_summary([record], GateOutcome([verdict], GateSettings(10)), "2026-01-01")
     assert text.startswith("## AI Energy Score: 2026-01-01")
     assert "| a.py::test_a\\|pipe | gpu/nvml |" in text
-    assert "### Energy gate: FAILED" in text and "+30.0%" in text and "regression (no noise estimate" in text
+    assert "### Energy gate: FAILED" in text and "+30.0%" in text and "regression (threshold: no noise estimate" in text
 
 
 def test_junit_properties_name_figure_meter_and_kind() -> None:
@@ -230,3 +231,86 @@ def test_the_step_summary_keeps_a_comparable_row_apart_from_a_not_comparable_one
     ]
     _assert_rows_as_wide_as_the_header(gate, [column.header for column in VERDICT_COLUMNS])
     assert gate[1][0] == "a.py::test_a|pipe" and gate[1][-1].startswith("regression")
+
+
+# -- exports at fixed paths and carbon, in a real session --------------------------------------------------------------
+
+FIXED_NAMES = ("summary.json", "github-action-benchmark.json", "bencher-bmf.json", "gate.json")
+
+
+def _session_folder(root: Path) -> Path:
+    return max((p for p in (root / "results").iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+
+
+def test_exports_are_also_written_under_fixed_names_equal_to_the_session_folders(bench: pytest.Pytester) -> None:
+    bench.makepyfile(test_one=BENCH)
+    bench.runpytest("-p", "no:cacheprovider", "--energy-save-baseline=base.json").assert_outcomes(passed=1)
+    result = bench.runpytest("-p", "no:cacheprovider", "--energy-baseline=base.json", "--energy-exports=ci/energy")
+    result.assert_outcomes(passed=1)
+    fixed, session = bench.path / "ci" / "energy", _session_folder(bench.path)
+    assert set(FIXED_NAMES) <= {p.name for p in fixed.iterdir()}  # report.html is the HTML report's
+    for name in FIXED_NAMES:
+        assert (fixed / name).read_bytes() == (session / name).read_bytes(), name
+    assert json.loads((fixed / "summary.json").read_text())["benchmarks"][0]["test"] == "test_one.py::test_one"
+    assert str(fixed / "bencher-bmf.json") in "\n".join(result.outlines)  # listed with the exports
+
+
+def test_a_session_without_a_gate_leaves_no_earlier_gate_json_at_the_fixed_path(bench: pytest.Pytester) -> None:
+    bench.makepyfile(test_one=BENCH)
+    (bench.path / "ci").mkdir()
+    (bench.path / "ci" / "gate.json").write_text('{"failed": true}\n')  # an earlier session's verdicts
+    bench.runpytest("-p", "no:cacheprovider", "--energy-exports=ci").assert_outcomes(passed=1)
+    names = {p.name for p in (bench.path / "ci").iterdir()}
+    assert set(FIXED_NAMES[:3]) <= names and "gate.json" not in names
+
+
+def test_an_exports_folder_that_is_a_file_is_one_usage_error_before_anything_is_measured(
+    bench: pytest.Pytester,
+) -> None:
+    bench.makepyfile(test_one=BENCH)
+    (bench.path / "ci").write_text("not a folder")
+    result = bench.runpytest("-p", "no:cacheprovider", "--energy-exports=ci")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    ci = bench.path / "ci"
+    assert errors == [f"ERROR: --energy-exports (command line): {ci} cannot be a folder: {ci} is a file"]
+    assert "Traceback" not in "\n".join(result.errlines + result.outlines)
+    assert (bench.path / "ci").read_text() == "not a folder"
+
+
+def test_a_file_that_appears_in_the_exports_folders_place_during_the_session_is_one_line(tmp_path: Path) -> None:
+    """Checked before the run, but a file can still take the folder's place later: one line, the session's own
+    files untouched."""
+    from pytest_aienergyscore.records.atomic import WriteFailed
+    from pytest_aienergyscore.report.exports import write_fixed_exports
+
+    session = tmp_path / "results" / "s"
+    session.mkdir(parents=True)
+    (session / "bencher-bmf.json").write_text("{}")
+    (tmp_path / "ci").write_text("not a folder")
+    with pytest.raises(WriteFailed) as failed:
+        write_fixed_exports(session, tmp_path / "ci")
+    assert "a file is in the way of --energy-exports's folder" in str(failed.value)
+    assert (session / "bencher-bmf.json").read_text() == "{}"
+
+
+def test_a_carbon_intensity_adds_grams_of_co2e_to_every_file_and_a_note_under_the_table(bench: pytest.Pytester) -> None:
+    bench.makepyfile(test_one=BENCH)
+    result = bench.runpytest("-p", "no:cacheprovider", "--energy-carbon-intensity=400")
+    result.assert_outcomes(passed=1)
+    note = (
+        "CO2e at 400 g/kWh (given with --energy-carbon-intensity): grams beside each energy figure in summary.json/csv"
+    )
+    assert note in result.outlines
+    session = _session_folder(bench.path)
+    [row] = json.loads((session / "summary.json").read_text())["benchmarks"]
+    assert row["co2e_g"] == pytest.approx(row["total_wh"] * 0.4) and row["carbon_intensity_g_per_kwh"] == 400.0
+    assert row["co2e_g_per_1000_queries"] == pytest.approx(row["wh_per_1000_queries"] * 0.4)
+    with open(session / "summary.csv", newline="") as fh:
+        [csv_row] = list(csv.DictReader(fh))
+    assert float(csv_row["co2e_g"]) == pytest.approx(row["co2e_g"]) and csv_row["carbon_intensity_g_per_kwh"] == "400.0"
+    [run_summary] = session.glob("*/GPU_ENERGY_SUMMARY.json")
+    carbon = json.loads(run_summary.read_text())["carbon"]
+    assert carbon["co2e_g"] == pytest.approx(row["co2e_g"]) and carbon["energy_scope"] == "cpu"
+    assert carbon["carbon_intensity_source"] == "user-given (--energy-carbon-intensity)"
+    assert carbon["phases_co2e_g"]["forward"] == pytest.approx(row["forward_wh"] * 0.4)

@@ -54,8 +54,8 @@ def _outcome() -> GateOutcome:
 def test_the_gate_table_shows_test_names_figures_right_aligned_then_notes_and_headline() -> None:
     assert render_gate(_outcome()) == [
         "benchmark  figure         baseline  current  change  verdict",
-        "---------  -------------  --------  -------  ------  -------------------------------------------",
-        "test_slow  Wh/1k queries     1.000    1.300  +30.0%  regression (no noise estimate: single runs)",
+        "---------  -------------  --------  -------  ------  ------------------------------------------------------",
+        "test_slow  Wh/1k queries     1.000    1.300  +30.0%  regression (threshold: no noise estimate, single runs)",
         "test_new   -                     -        -       -  no baseline: not in the baseline file",
         "note: 1 verdict(s) have no noise estimate",
         "energy gate FAILED: 1 regression, 0 improvement, 0 within noise, 0 within threshold, 1 no baseline; "
@@ -79,8 +79,8 @@ def test_the_gate_in_markdown_names_whole_test_ids_with_the_same_numeric_columns
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     assert (
-        lines[4]
-        == "| t.py::test_slow | Wh/1k queries | 1.000 | 1.300 | +30.0% | regression (no noise estimate: single runs) |"
+        lines[4] == "| t.py::test_slow | Wh/1k queries | 1.000 | 1.300 | +30.0% "
+        "| regression (threshold: no noise estimate, single runs) |"
     )
     assert lines[-3:] == ["- 1 verdict(s) have no noise estimate", "", f"**{_outcome().headline()}**"]
 

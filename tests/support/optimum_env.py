@@ -1,5 +1,7 @@
 """The optimum environment the tests run optimum-benchmark in: the machine's own, which ``aienergyscore setup
-optimum`` makes (scripts/setup.sh runs it); tests/conftest.py names it in AIENERGYSCORE_OPTIMUM_PYTHON."""
+optimum`` makes (scripts/setup.sh runs it), or the one AIENERGYSCORE_OPTIMUM_PYTHON names. Resolved once, when
+tests/conftest.py imports this module, before it points XDG_CACHE_HOME inside the repository; tests pass it on with
+--optimum-python."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ how it was counted, and the line that fails a benchmark with too many failed req
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pytest_aienergyscore.backends.vllm.load import MAX_FAILURE_RATE, Load
@@ -20,13 +21,14 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     ordered = sorted(values)
 
     def rank(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered) + 0.5) - 1))]
+        # the ceil(p x n)-th value; round(p x n + 0.5) rounded half to even, one rank too high whenever p x n is whole
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered) - 1e-9) - 1))]
 
     return {"mean": sum(ordered) / len(ordered), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99)}
 
 
 def phase_details(load: Load, wall_s: float) -> dict[str, Any]:
-    """Counts, token source, latencies, failures and the steady state of one phase, for the record."""
+    """Counts, token source, latencies, throughput, failures and the steady state of one phase, for the record."""
     done = [r for r in load.results if r is not None]
     ok = [r for r in done if r.ok]
     prompt = [r.prompt_tokens for r in ok]
@@ -52,6 +54,8 @@ def phase_details(load: Load, wall_s: float) -> dict[str, Any]:
         "latency_s": percentiles([r.ended - r.started for r in ok]),
         "wall_s": wall_s,
         "requests_per_s": len(ok) / wall_s if wall_s > 0 else None,
+        # the succeeded requests' completion tokens over the phase's wall time, summed once the phase is over
+        "output_tokens_per_s": sum(r.completion_tokens or 0 for r in ok) / wall_s if wall_s > 0 else None,
         "steady_state": steady_state_details(load, ok),
     }
 

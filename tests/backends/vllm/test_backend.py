@@ -175,6 +175,32 @@ def test_concurrency_meters_the_steady_state_window(bench: pytest.Pytester, tser
     assert steady["started_at"] < steady["ended_at"]
 
 
+def test_latency_percentiles_and_throughput_of_a_real_server_reach_the_summary_and_the_table(
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    project(bench, str(tiny_lm), samples=6)
+    result = run(bench, *vllm_args(tserve.url), "--energy-concurrency=2")
+    result.assert_outcomes(passed=1)
+    details = phase(report(bench.path), "decode")["details"]
+    ttft, latency = details["ttft_s"], details["latency_s"]
+    print(f"transformers serve, 6 requests, 2 in flight: ttft {ttft}, latency {latency}")
+    for spread in (ttft, latency):
+        assert 0 < spread["p50"] <= spread["p90"] <= spread["p99"]
+    assert ttft["p99"] <= latency["p99"] and latency["p99"] <= details["wall_s"]
+    assert details["output_tokens_per_s"] == pytest.approx(60 / details["wall_s"])  # 6 requests x 10 tokens
+    [row] = json.loads(next((bench.path / "results").glob("*/summary.json")).read_text())["benchmarks"]
+    assert row["ttft_p50_s"] == ttft["p50"] and row["latency_p99_s"] == latency["p99"]
+    assert row["output_tokens_per_s"] == details["output_tokens_per_s"] and row["requests_per_s"] > 0
+    [summary] = (bench.path / "results").glob("*/*/GPU_ENERGY_SUMMARY.json")
+    figures = json.loads(summary.read_text())["inference_figures"]
+    assert figures["output_tokens"] == 60 and figures["energy_scope"] == "cpu" and figures["meter"] == "estimate"
+    assert figures["joules_per_output_token"] > 0
+    assert row["joules_per_output_token"] == pytest.approx(figures["joules_per_output_token"])
+    cell = f"{figures['joules_per_output_token']:.3f} J/tok"  # the table's per-output column
+    assert any(cell in line for line in result.outlines), result.outlines
+
+
 def test_timeouts_5xx_drops_and_cut_streams_are_retried(bench: pytest.Pytester, tserve: Server, tiny_lm: Path) -> None:
     project(bench, str(tiny_lm), samples=5)
     with fault_proxy(tserve.port, stall_s=3.0) as proxy:

@@ -6,7 +6,7 @@ import pytest
 
 from pytest_aienergyscore.backends.vllm.load import Load, SteadyState
 from pytest_aienergyscore.backends.vllm.stream import Result
-from pytest_aienergyscore.backends.vllm.summary import steady_state_details
+from pytest_aienergyscore.backends.vllm.summary import phase_details, steady_state_details
 
 
 def test_steady_state_counts_only_the_window_share_of_each_request() -> None:
@@ -22,3 +22,27 @@ def test_steady_state_counts_only_the_window_share_of_each_request() -> None:
     assert details["requests_completed"] == 2 and details["tokens"] == pytest.approx(20 + 10 + 5)
     assert details["energy_source"] is None and "no meter" in details["why_not_metered"]
     assert steady_state_details(Load(3, 1, None, SteadyState("s")), results) is None  # the protocol: one at a time
+
+
+def test_a_phase_gives_nearest_rank_percentiles_and_its_throughput_in_tokens_and_requests_per_second() -> None:
+    load = Load(10, 1, None, SteadyState("s"))
+    # request i starts at i, answers its first token after (i + 1) / 10 s and ends (i + 1) / 2 s after it started
+    load.results = [
+        Result(True, float(i), i + (i + 1) / 2, first_token=i + (i + 1) / 10, completion_tokens=20) for i in range(10)
+    ]
+    details = phase_details(load, wall_s=8.0)
+    assert details["ttft_s"] == pytest.approx({"mean": 0.55, "p50": 0.5, "p90": 0.9, "p99": 1.0})
+    assert details["latency_s"] == pytest.approx({"mean": 2.75, "p50": 2.5, "p90": 4.5, "p99": 5.0})
+    assert details["output_tokens_per_s"] == pytest.approx(200 / 8.0)
+    assert details["requests_per_s"] == pytest.approx(10 / 8.0)
+
+
+def test_failed_requests_count_in_no_latency_and_no_throughput() -> None:
+    load = Load(2, 1, None, SteadyState("s"))
+    load.results = [Result(True, 0.0, 1.0, first_token=0.5, completion_tokens=10), Result(False, 0.0, 9.0, error="x")]
+    details = phase_details(load, wall_s=2.0)
+    assert (
+        details["latency_s"]["p99"] == 1.0
+        and details["output_tokens_per_s"] == 5.0
+        and details["requests_per_s"] == 0.5
+    )
