@@ -35,7 +35,13 @@ print("setup: main environment ready")
 PY
 # Headless Chromium opens the HTML report in tests/report/test_html_browser.py (skipped where it is absent); installed
 # from the system's packages where this script runs as root on a Debian-like system, else left to the user.
-command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && apt-get install -y -q chromium) || echo "setup: chromium not installed: the HTML report's browser test will skip"
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (Debian package) for the HTML report's browser test"
+    { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null 2>&1 || true
+  fi
+  command -v chromium >/dev/null 2>&1 || echo "setup: chromium not installed: the HTML report's browser test will skip"
+fi
 # optimum-benchmark (the default --backend optimum) in its own environment, made by the package's own command in the
 # user's cache ($XDG_CACHE_HOME/pytest-aienergyscore/optimum-env), where the backend finds it from any folder: it needs
 # transformers<5, which cannot live beside this environment's transformers 5. Idempotent, like this script.
