@@ -37,6 +37,7 @@ EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
 DESELECTED_KEY = pytest.StashKey[bool]()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 PER_TEST_HOOKS = "aienergyscore-per-test"
+PYTEST_HTML_HOOKS = "aienergyscore-pytest-html"
 GROUP = "aienergyscore"
 YIELDED_FLAGS_KEY = pytest.StashKey[dict[str, str]]()  # our flags that a conftest or another plugin owns -> who
 
@@ -136,14 +137,14 @@ def settings_of(config: pytest.Config) -> Settings:
 
 def _anything_given(config: pytest.Config) -> bool:
     """Whether any of our options came from the command line, an environment variable or the ini file (or -o)."""
-    option, environ = config.option, os.environ
+    option = config.option
+    if any(getattr(option, spec.dest, None) is not None for spec in OPTIONS):
+        return True
+    # one pass over the environment: ``name in os.environ`` raises and catches a KeyError per absent name
+    if not {spec.env for spec in OPTIONS if spec.env is not None}.isdisjoint(os.environ):
+        return True
     ini = config.inipath is not None or bool(getattr(option, "override_ini", None))  # else no ini value can exist
-    return any(
-        getattr(option, spec.dest, None) is not None
-        or (spec.env is not None and spec.env in environ)
-        or (ini and _ini(config, spec) is not None)
-        for spec in OPTIONS
-    )
+    return ini and any(_ini(config, spec) is not None for spec in OPTIONS)
 
 
 def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -> None:
@@ -266,9 +267,12 @@ def _any_marked(items: list[pytest.Item], name: str) -> bool:
 
 
 def _wire_per_test_hooks(config: pytest.Config) -> None:
-    """Register :class:`PerTestHooks` once per session (from collection, or from a fixture requested at run time)."""
+    """Register :class:`PerTestHooks` once per session (from collection, or from a fixture requested at run time),
+    and :class:`PytestHtmlHooks` beside it when pytest-html writes a report in this session."""
     if not config.pluginmanager.has_plugin(PER_TEST_HOOKS):
         config.pluginmanager.register(PerTestHooks(), PER_TEST_HOOKS)
+        if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
+            config.pluginmanager.register(PytestHtmlHooks(), PYTEST_HTML_HOOKS)
 
 
 @pytest.fixture
@@ -363,6 +367,36 @@ class PerTestHooks:
         return report
 
 
+class PytestHtmlHooks:
+    """Our results table and each benchmark's row and label in pytest-html's report, through its own ``extras`` and
+    summary hook, since pytest users already open that file. Registered with :class:`PerTestHooks`, and only when
+    pytest-html writes a report (``--html``): its hook names exist only then."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """On the teardown report: the energy_meter fixture's teardown has made the test's record by then."""
+        report: pytest.TestReport = yield
+        energy = item.config.stash.get(SESSION_KEY, None)
+        if call.when == "teardown" and energy is not None:
+            record = next((r for r in reversed(energy.records) if r.nodeid == item.nodeid), None)
+            if record is not None:
+                from pytest_aienergyscore.report.html import pytest_html_extras
+
+                report.extras = [*getattr(report, "extras", []), *pytest_html_extras(record)]  # type: ignore[attr-defined]
+        return report
+
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        energy = session.config.stash.get(SESSION_KEY, None)
+        if energy is not None and energy.records:
+            from pytest_aienergyscore.report.html import pytest_html_summary
+
+            postfix.append(pytest_html_summary(energy.records))
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     """Remember that this session runs a selection of the tests: its baseline updates entries, never replaces."""
     if items:
@@ -391,3 +425,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from pytest_aienergyscore.session.ci import write_summary
 
     write_summary(terminalreporter, energy, config.stash.get(GATE_KEY, None), config.stash.get(EXPORTS_KEY, []))
+
+
+def __dir__() -> list[str]:
+    """What ``dir()`` of this module lists: its hooks and fixtures only (a module's own ``__dir__``, PEP 562).
+
+    pluggy looks for hooks, and pytest for fixtures, in every name that ``dir()`` of a plugin gives, and pytest's
+    check of a name for a wrapped fixture costs about 35 k instructions: the helpers, stash keys and imports here
+    would cost every pytest run in the environment about 1.5 M instructions of start-up. Everything defined here is
+    still importable and in ``vars()``.
+    """
+    fixture = type(energy_meter)
+    return [name for name, value in globals().items() if name.startswith("pytest_") or type(value) is fixture]

@@ -1,35 +1,20 @@
 """The options table: every setting's flag, environment variable, ini key, help text and parser in one row.
 
 One :class:`OptionSpec` per option, so that its spellings and its validation cannot drift apart; the table is grouped
-by domain (core, meters, dcgm, vllm, optimum, gate, rules) so that a backend's or a meter's options sit together, and
-:data:`OPTIONS` joins the groups in that order (the order of ``--help``). Standard library only: the plugin imports
-this on every pytest start-up.
+by domain (core, meters, dcgm, vllm, optimum, gate, history, rules) so that a backend's or a meter's options sit
+together, and :data:`OPTIONS` joins the groups in that order (the order of ``--help``).
+
+The plugin imports this on every pytest start-up, so it imports no other module of the package: a row names its parser
+(a function of :mod:`.parsers`) rather than holding it, and :mod:`.settings` looks the name up when a value is parsed.
+One table in one module on purpose: each module imported at start-up costs a pytest run about 0.45 M instructions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-from pytest_aienergyscore.config import parsers
 
 # AI Energy Score runs optimum-benchmark: the only place outside backends/ that names a backend (tests/test_layout.py)
 DEFAULT_BACKEND = "optimum"
-
-
-def _backends() -> tuple[str, ...]:
-    """Registered backend names, read when a --backend value is parsed (the registry is not imported at start-up)."""
-    from pytest_aienergyscore.config.registry import registered_backends
-
-    return registered_backends()
-
-
-def _meters() -> tuple[str, ...]:
-    """Registered meter names, read when an --energy-meter value is parsed."""
-    from pytest_aienergyscore.config.registry import registered_meters
-
-    return registered_meters()
-
 
 CPU_SCOPES = ("process", "machine")
 
@@ -74,7 +59,7 @@ class OptionSpec:
         attr: str,
         flag: str,
         help: str,
-        parse: Callable[[str], Any],
+        parse: str,  # the name of a function of config/parsers.py that turns the raw text into the value
         default: Any = None,
         env: str | None = None,
         metavar: str | None = None,
@@ -118,7 +103,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "How benchmarks generate work: optimum (optimum-benchmark's energy_star), pytorch (transformers/diffusers "
         "in this process), vllm (an OpenAI-compatible server), or the name of a backend another installed package "
         "registers under the pytest_aienergyscore.backends entry points.",
-        parsers.choice(_backends),
+        "backend",
         default=DEFAULT_BACKEND,
         env="BENCHMARK_BACKEND",
         metavar="NAME",
@@ -130,7 +115,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-output",
         "Folder for run folders, archives and session summaries; relative paths on the command line or in the "
         "environment are taken from the current directory, in the ini file from the rootdir.",
-        parsers.text,
+        "text",
         default="results",
         env="AIENERGYSCORE_OUTPUT",
         metavar="DIR",
@@ -141,7 +126,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-dataset",
         "Dataset for energy_star benchmarks instead of the task's official one: a local jsonl/json/csv/parquet file "
         "or a Hub dataset id.",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_DATASET",
         metavar="PATH",
     ),
@@ -151,7 +136,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-samples",
         "Run each energy_star benchmark on N samples instead of the protocol's 1,000 (the per-1,000 figure is "
         "then scaled, and marked so).",
-        parsers.positive_int,
+        "positive_int",
         env="AIENERGYSCORE_SAMPLES",
         metavar="N",
     ),
@@ -160,7 +145,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "repeat",
         "--energy-repeat",
         "Run the metered phases N times; reports give mean, standard deviation and coefficient of variation.",
-        parsers.positive_int,
+        "positive_int",
         default=1,
         env="AIENERGYSCORE_REPEAT",
         metavar="N",
@@ -170,7 +155,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "warmup",
         "--energy-warmup",
         "Unmetered warm-up runs before the metered phases.",
-        parsers.non_negative_int,
+        "non_negative_int",
         default=10,
         env="AIENERGYSCORE_WARMUP",
         metavar="N",
@@ -180,7 +165,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "trust_remote_code",
         "--energy-trust-remote-code",
         "Let transformers run model code shipped with a model repository (off by default).",
-        parsers.boolean,
+        "boolean",
         default=False,
         env="AIENERGYSCORE_TRUST_REMOTE_CODE",
         is_flag=True,
@@ -190,7 +175,7 @@ CORE_OPTIONS: tuple[OptionSpec, ...] = (
         "disabled",
         "--no-energy",
         "Turn energy metering off: tests run, nothing is metered and no energy files are written.",
-        parsers.boolean,
+        "boolean",
         default=False,
         env="AIENERGYSCORE_DISABLE",
         is_flag=True,
@@ -206,7 +191,7 @@ METERS_OPTIONS: tuple[OptionSpec, ...] = (
         "Energy meter: auto picks nvml when a GPU is visible, else rapl when readable, else estimate; dcgm "
         "(never picked by auto) reads remote GPUs from DCGM exporters given with --energy-dcgm-url; or the name "
         "of a meter another installed package registers under the pytest_aienergyscore.meters entry points.",
-        parsers.choice(_meters),
+        "meter",
         default="auto",
         env="AIENERGYSCORE_METER",
         metavar="NAME",
@@ -216,7 +201,7 @@ METERS_OPTIONS: tuple[OptionSpec, ...] = (
         "gpus",
         "--energy-gpus",
         "CUDA device ordinals to meter (as this process sees them after CUDA_VISIBLE_DEVICES), e.g. 0 or 0,1.",
-        parsers.gpu_list,
+        "gpu_list",
         default=(0,),
         env="AIENERGYSCORE_GPUS",
         metavar="IDS",
@@ -226,7 +211,7 @@ METERS_OPTIONS: tuple[OptionSpec, ...] = (
         "cpu_watts",
         "--energy-cpu-watts",
         "Watts one fully busy CPU core is assumed to draw, for the estimate meter.",
-        parsers.positive_float,
+        "positive_float",
         default=10.0,
         env="AIENERGYSCORE_CPU_WATTS",
         metavar="W",
@@ -237,7 +222,7 @@ METERS_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-cpu-scope",
         "CPU time the estimate meter counts: process (this process and its waited-for children) or machine "
         "(every process, for work done by a local server).",
-        parsers.choice(CPU_SCOPES),
+        "cpu_scope",
         default="process",
         env="AIENERGYSCORE_CPU_SCOPE",
         choices=CPU_SCOPES,
@@ -252,7 +237,7 @@ DCGM_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-dcgm-url",
         "For --energy-meter dcgm: a dcgm-exporter URL ending in /metrics (repeat the option, one per host), or a "
         "Prometheus server URL that scrapes them; dcgm+http:// or prometheus+http:// forces the kind.",
-        parsers.url_list,
+        "url_list",
         default=(),
         env="AIENERGYSCORE_DCGM_URLS",
         metavar="URL",
@@ -264,7 +249,7 @@ DCGM_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-dcgm-gpus",
         "GPUs the dcgm meter reads: comma-separated UUIDs, indices, host:index or label=value terms, or a "
         "Prometheus label selector {...} for Prometheus URLs; default every GPU the URLs publish.",
-        parsers.dcgm_gpus,
+        "dcgm_gpus",
         env="AIENERGYSCORE_DCGM_GPUS",
         metavar="SELECTOR",
     ),
@@ -274,7 +259,7 @@ DCGM_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-dcgm-max-age",
         "Seconds after which a DCGM counter sample, or a counter that stopped changing, is stale: windows that "
         "read one are invalid.",
-        parsers.positive_float,
+        "positive_float",
         default=30.0,
         env="AIENERGYSCORE_DCGM_MAX_AGE",
         metavar="S",
@@ -288,7 +273,7 @@ VLLM_OPTIONS: tuple[OptionSpec, ...] = (
         "vllm_endpoint",
         "--vllm-endpoint",
         "Base URL of the vLLM/OpenAI-compatible server for --backend vllm, with or without /v1.",
-        parsers.text,
+        "text",
         env="VLLM_ENDPOINT",
         metavar="URL",
     ),
@@ -298,7 +283,7 @@ VLLM_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-concurrency",
         "Requests in flight at once for --backend vllm: 1 is the AI Energy Score protocol (one at a time); more is "
         "a production-like load, and the record then also gives its steady-state window.",
-        parsers.positive_int,
+        "positive_int",
         default=1,
         env="AIENERGYSCORE_CONCURRENCY",
         metavar="N",
@@ -309,7 +294,7 @@ VLLM_OPTIONS: tuple[OptionSpec, ...] = (
         "--vllm-api-key-env",
         "Name of the environment variable that holds the API key for --vllm-endpoint (the key itself is never "
         "taken on the command line nor written anywhere).",
-        parsers.env_name,
+        "env_name",
         default="VLLM_API_KEY",
         env="AIENERGYSCORE_VLLM_API_KEY_ENV",
         metavar="NAME",
@@ -321,7 +306,7 @@ VLLM_OPTIONS: tuple[OptionSpec, ...] = (
         "Seconds to wait for the server's next bytes (connecting, the first token, each later piece) before a "
         "request counts as timed out and is retried; a request as a whole, retries included, is given up after 10 "
         "times this.",
-        parsers.positive_float,
+        "positive_float",
         default=120.0,
         env="AIENERGYSCORE_VLLM_TIMEOUT",
         metavar="S",
@@ -332,7 +317,7 @@ VLLM_OPTIONS: tuple[OptionSpec, ...] = (
         "--vllm-served-model",
         "Model name to request from the server when it differs from the benchmark's model id (default: the model "
         "id, or the one model the server serves).",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_VLLM_SERVED_MODEL",
         metavar="NAME",
     ),
@@ -346,7 +331,7 @@ OPTIMUM_OPTIONS: tuple[OptionSpec, ...] = (
         "--optimum-python",
         "Python of the environment that holds optimum-benchmark for --backend optimum; default: the one "
         "`aienergyscore setup optimum` made in $XDG_CACHE_HOME/pytest-aienergyscore/optimum-env.",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_OPTIMUM_PYTHON",
         metavar="PATH",
     ),
@@ -360,7 +345,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-save-baseline",
         "Save this session's figures as a baseline file for later --energy-baseline comparisons; the flag alone "
         "writes <output>/baseline.json (in the environment or ini: a path, or 1 for that default).",
-        parsers.baseline_target,
+        "baseline_target",
         env="AIENERGYSCORE_SAVE_BASELINE",
         metavar="PATH",
         const="1",
@@ -370,7 +355,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "baseline",
         "--energy-baseline",
         "Compare each benchmark, matched by test id, with this baseline file (written by --energy-save-baseline).",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_BASELINE",
         metavar="PATH",
     ),
@@ -380,7 +365,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-fail-above",
         "Fail the session (exit 1) when a benchmark's Wh per 1,000 queries rose by more than PCT percent over the "
         "baseline; with --energy-repeat >= 3 on both sides only when the rise is also significant.",
-        parsers.positive_float,
+        "positive_float",
         env="AIENERGYSCORE_FAIL_ABOVE",
         metavar="PCT",
     ),
@@ -390,7 +375,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-strict",
         "Fail the session when the baseline comes from another machine fingerprint (GPU, driver, power limit, "
         "backend, meter) instead of only saying why it was not compared.",
-        parsers.boolean,
+        "boolean",
         default=False,
         env="AIENERGYSCORE_STRICT",
         is_flag=True,
@@ -400,7 +385,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "require_baseline",
         "--energy-require-baseline",
         "A missing baseline file, or a benchmark missing from it, is an error instead of a warning.",
-        parsers.boolean,
+        "boolean",
         default=False,
         env="AIENERGYSCORE_REQUIRE_BASELINE",
         is_flag=True,
@@ -410,7 +395,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "json_path",
         "--energy-json",
         "Also write the session's energy figures as pytest-benchmark-shaped JSON to PATH.",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_JSON",
         metavar="PATH",
     ),
@@ -420,7 +405,7 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-exports",
         "Also write the CI exports (summary.json, github-action-benchmark.json, bencher-bmf.json, gate.json, the HTML "
         "report) under these fixed names in DIR, so a workflow need not find the timestamped session folder.",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_EXPORTS",
         metavar="DIR",
     ),
@@ -434,7 +419,7 @@ HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-autosave",
         "Keep this session's figures as the next numbered run under DIR/<machine fingerprint>/ (the flag alone: "
         ".energy under the rootdir), for --energy-compare and `aienergyscore compare`.",
-        parsers.history_folder,
+        "history_folder",
         env="AIENERGYSCORE_AUTOSAVE",
         metavar="DIR",
         const="1",
@@ -445,7 +430,7 @@ HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-compare",
         "Compare with a saved run of this machine fingerprint: the latest (the flag alone), a run number, or a saved "
         "run's file; prints the gate's table, and --energy-fail-above fails the session on a regression.",
-        parsers.saved_run,
+        "saved_run",
         env="AIENERGYSCORE_COMPARE",
         metavar="NUM",
         const="latest",
@@ -456,7 +441,7 @@ HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-html",
         "Also write a self-contained HTML report (table, labels, plot, comparison, warnings, meter and hardware) to "
         "FILE.",
-        parsers.text,
+        "text",
         env="AIENERGYSCORE_HTML",
         metavar="FILE",
     ),
@@ -466,7 +451,7 @@ HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-carbon-intensity",
         "Grams of CO2e per kWh of the electricity used (a number you give; nothing is looked up): adds grams of CO2e "
         "beside every energy figure, labelled with this intensity.",
-        parsers.positive_float,
+        "positive_float",
         env="AIENERGYSCORE_CARBON_INTENSITY",
         metavar="G_PER_KWH",
     ),
@@ -480,7 +465,7 @@ RULES_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-model-class",
         "AI Energy Score model class (A: up to 20B parameters, B: up to 66B, C: larger) instead of the one counted "
         "from the model's config or safetensors headers; needed where the count cannot be had (a vLLM endpoint).",
-        parsers.model_class,
+        "model_class",
         env="AIENERGYSCORE_MODEL_CLASS",
         metavar="CLASS",
     ),
@@ -490,7 +475,7 @@ RULES_OPTIONS: tuple[OptionSpec, ...] = (
         "--energy-allow-multi-gpu",
         "Benchmark a class A or B model on more than one GPU instead of refusing; the result is then marked not "
         "comparable with the leaderboard.",
-        parsers.boolean,
+        "boolean",
         default=False,
         env="AIENERGYSCORE_ALLOW_MULTI_GPU",
         is_flag=True,

@@ -1,8 +1,9 @@
 """Value parsers for the options table: each takes the raw text of one source and returns the typed value.
 
 A parser raises ValueError whose message is what is allowed; :func:`.settings.resolve_value` adds the option, the
-value and its source, so every bad value reads the same one line whichever option it was. Standard library only:
-this module loads on every pytest start-up, and a parser that needs more (the model classes, the DCGM grammar)
+value and its source, so every bad value reads the same one line whichever option it was. A row of the table names
+its parser by its name here (``"positive_int"``), so this module loads only when a session resolves its settings, not
+on every pytest start-up; still, a parser that needs more (the registries, the model classes, the DCGM grammar)
 imports it when a value is parsed.
 """
 
@@ -27,6 +28,27 @@ def choice(choices: Sequence[str] | Callable[[], Sequence[str]]) -> Callable[[st
         return value
 
     return parse
+
+
+def backend(raw: str) -> str:
+    """--backend: a backend registered now (ours, or another package's entry point), read when a value is parsed."""
+    from pytest_aienergyscore.config.registry import registered_backends
+
+    return choice(registered_backends)(raw)
+
+
+def meter(raw: str) -> str:
+    """--energy-meter: a registered meter name (or auto), read when a value is parsed."""
+    from pytest_aienergyscore.config.registry import registered_meters
+
+    return choice(registered_meters)(raw)
+
+
+def cpu_scope(raw: str) -> str:
+    """--energy-cpu-scope: the row's own choices, which --help shows too."""
+    from pytest_aienergyscore.config.options import CPU_SCOPES
+
+    return choice(CPU_SCOPES)(raw)
 
 
 def positive_float(raw: str) -> float:

@@ -4,17 +4,18 @@ Every option is one row of the table in :mod:`.options` (flag, environment varia
 its spellings and its validation cannot drift apart. A bad value raises :class:`SettingsError`, which names the
 option, where the value came from and what is allowed; the plugin turns it into a pytest usage error (exit status 4).
 
-Only the standard library is imported here: this module is loaded on every pytest start-up.
+Only the standard library is imported here, and only when a session resolves its settings (never at a bare start-up).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from pytest_aienergyscore.config import parsers
 from pytest_aienergyscore.config.options import DEFAULT_BACKEND, OPTIONS, OptionSpec
 
 
@@ -96,10 +97,17 @@ def resolve_value(spec: OptionSpec, cli_value: Any, env: Mapping[str, str], ini_
     if isinstance(raw, (list, tuple)):  # a repeated flag or a linelist ini key (OptionSpec.multiple): as --x a --x b
         raw = ",".join(str(item) for item in raw)
     try:
-        return spec.parse(str(raw)), source
+        return parser_of(spec)(str(raw)), source
     except ValueError as err:
         flag = spec.flag if spec.twin is None else f"{spec.flag}/{spec.twin}"  # either may have been used
         raise SettingsError(flag, source, raw, str(err)) from None
+
+
+def parser_of(spec: OptionSpec) -> Callable[[str], Any]:
+    """The parser a row of the options table names. Looked up here, when a value is parsed, rather than held by the
+    row: the table is imported on every pytest start-up, and the parsers need not be."""
+    parse: Callable[[str], Any] = getattr(parsers, spec.parse)
+    return parse
 
 
 _PATH_OPTIONS = ("energy_baseline", "energy_json", "energy_exports", "energy_autosave", "energy_html")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pytest_aienergyscore.config.options import OPTIONS, OptionSpec, parsers
+from pytest_aienergyscore.config import parsers
+from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
 
 SHOW_SETTINGS = """
 import json
@@ -23,7 +26,7 @@ def test_show(request):
 
 
 def _spec(default: object) -> OptionSpec:
-    return OptionSpec("energy_x", "x", "--energy-x", "Some help.", parsers.text, default=default)
+    return OptionSpec("energy_x", "x", "--energy-x", "Some help.", "text", default=default)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,18 @@ def test_a_default_is_shown_as_a_user_writes_it(default: object, shown: str) -> 
 @pytest.mark.parametrize("default", [None, False, ()])
 def test_an_empty_default_is_not_shown(default: object) -> None:
     assert "default" not in _spec(default).help_text()
+
+
+def test_every_row_names_a_parser_that_the_parsers_module_defines() -> None:
+    missing = [f"{spec.flag}: {spec.parse}" for spec in OPTIONS if not callable(getattr(parsers, spec.parse, None))]
+    assert missing == []
+
+
+def test_importing_the_plugin_leaves_the_parsers_unimported() -> None:
+    """The table names its parsers: pytest's start-up must not pay for the module that holds them."""
+    code = "import sys, pytest_aienergyscore.plugin\nprint('pytest_aienergyscore.config.parsers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
 
 
 @pytest.fixture
