@@ -130,7 +130,9 @@ def _write_ci_summary(
         from pytest_aienergyscore.report.gate_table import render_gate
 
         terminalreporter.write_line("")
-        terminalreporter.write_line("energy gate against the baseline (Wh per 1,000 queries unless marked):")
+        path = gate.baseline_path
+        against = f"saved run {path.name[:4]} ({path.parent.name})" if path and _is_saved_run(path) else "the baseline"
+        terminalreporter.write_line(f"energy gate against {against} (Wh per 1,000 queries unless marked):")
         *lines, headline = render_gate(gate)
         for line in lines:
             terminalreporter.write_line(line)
@@ -184,3 +186,8 @@ def _write_errors(terminalreporter: Any, energy: EnergySession) -> None:
         terminalreporter.write_line(
             f"once the cause is fixed, `aienergyscore report {folder}` writes what is missing", red=True
         )
+
+
+def _is_saved_run(path: Path | None) -> bool:
+    """A baseline that is one of --energy-autosave's runs (``NNNN_<commit>_<date>.json``), named as such."""
+    return path is not None and path.name[:4].isdigit() and path.name[4:5] == "_"

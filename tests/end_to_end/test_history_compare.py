@@ -31,7 +31,7 @@ def _no_history_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None
 
 def _gate_rows(result: pytest.RunResult, test: str) -> list[str]:
     out = result.outlines
-    start = next(i for i, line in enumerate(out) if line.startswith("energy gate against the baseline"))
+    start = next(i for i, line in enumerate(out) if line.startswith("energy gate against "))
     return [line for line in out[start:] if line.startswith(test)]
 
 
@@ -51,6 +51,9 @@ def test_two_autosaved_sessions_then_compare_fails_the_one_whose_work_doubled(
     second = bench.runpytest(*RUN, "--energy-autosave", "--energy-compare", "--energy-fail-above=10")
     assert second.ret == 1
     second.stdout.fnmatch_lines(["compared with saved run 0001: *0001_nocommit_*.json", "saved as run 0002: *"])
+    second.stdout.fnmatch_lines(
+        ["energy gate against saved run 0001 (*-estimate-*) (Wh per 1,000 queries unless marked):"]
+    )
     [row] = _gate_rows(second, "test_work")
     assert "regression (threshold: no noise estimate, single runs)" in row
     assert any(line.startswith("energy gate FAILED: 1 regression") for line in second.outlines)
