@@ -113,8 +113,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if given:
         settings_of(config)  # a value given anywhere is checked now: a bad one stops the run before any test
     distributed = config.pluginmanager.hasplugin("xdist") and _distributed(config)
-    if (given and settings_of(config).baseline is not None) or distributed:
+    if (given and _compares(settings_of(config))) or distributed:
         _start_ci(config, _session(config), distributed)
+
+
+def _compares(settings: Settings) -> bool:
+    """A session gated against a baseline file or a saved run: what it compares with is checked before it runs."""
+    return settings.baseline is not None or settings.compare is not None
 
 
 def settings_of(config: pytest.Config) -> Settings:
@@ -158,11 +163,29 @@ def _start_ci(config: pytest.Config, energy: EnergySession, distributed: bool) -
             config.stash[BASELINE_KEY] = baseline_for_session(settings.baseline, settings.require_baseline)
         except BaselineError as err:
             raise pytest.UsageError(f"--energy-baseline ({settings.source_of('baseline')}): {err}") from None
+    _check_compared_file(config, energy)
     _check_output(config, energy)
     if distributed:
         from pytest_aienergyscore.session.xdist import register
 
         register(config, energy)
+
+
+def _check_compared_file(config: pytest.Config, energy: EnergySession) -> None:
+    """--energy-compare=FILE.json: a missing or damaged saved run stops the session now, as a bad --energy-baseline
+    does. A run number waits for the end: its machine's folder depends on the meter and GPUs the benchmarks use."""
+    compare = energy.settings.compare
+    if compare is None or not compare.endswith(".json") or hasattr(config, "workerinput") or energy.settings.disabled:
+        return
+    from pathlib import Path
+
+    from pytest_aienergyscore.gate.history import HistoryError, load_run
+
+    path = Path(compare) if Path(compare).is_absolute() else Path.cwd() / compare
+    try:
+        load_run(path)
+    except HistoryError as err:
+        raise pytest.UsageError(f"--energy-compare ({energy.settings.source_of('compare')}): {err}") from None
 
 
 def _check_output(config: pytest.Config, energy: EnergySession) -> None:

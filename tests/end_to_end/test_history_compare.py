@@ -117,3 +117,15 @@ def test_an_explicit_baseline_wins_over_compare_and_says_so(
     result.stdout.fnmatch_lines(["--energy-baseline *base.json is used; --energy-compare=latest is not (an explicit*"])
     gate = json.loads(sorted((bench.path / "results").glob("*/gate.json"))[-1].read_text())
     assert gate["baseline"].endswith("base.json")
+
+
+def test_a_missing_or_damaged_compared_file_stops_the_session_before_any_benchmark(bench: pytest.Pytester) -> None:
+    bench.makepyfile(test_work=WORK)
+    (bench.path / "damaged.json").write_text('{"benchmarks": []}')
+    for name, why in (("missing.json", "no such saved run"), ("damaged.json", 'not a saved run; expected "schema"')):
+        result = bench.runpytest(*RUN, f"--energy-compare={name}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        errors = [line for line in result.errlines if line.startswith("ERROR:")]
+        assert len(errors) == 1, result.errlines
+        assert errors[0].startswith(f"ERROR: --energy-compare (command line): {bench.path / name}: {why}")
+        assert not (bench.path / "results").exists()  # nothing ran, nothing was measured to lose
