@@ -1,4 +1,4 @@
-"""The ``aienergyscore`` command (also ``python -m pytest_aienergyscore``).
+"""The aienergyscore command (also: python -m pytest_aienergyscore): set up, verify, report, compare and label.
 
 Sub-commands: ``verify`` an archive against its manifest, ``doctor`` the meters of this machine, ``protocol`` the
 work each task does and where each value comes from, and ``report`` the
