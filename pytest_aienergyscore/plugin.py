@@ -179,11 +179,10 @@ def _check_compared_file(config: pytest.Config, energy: EnergySession) -> None:
         return
     from pathlib import Path
 
-    from pytest_aienergyscore.gate.history import HistoryError, load_run
+    from pytest_aienergyscore.gate.history import HistoryError, load_run, select_run
 
-    path = Path(compare) if Path(compare).is_absolute() else Path.cwd() / compare
     try:
-        load_run(path)
+        load_run(select_run(compare, Path(), Path.cwd()) or Path(compare))  # a file: select_run resolves it or says why
     except HistoryError as err:
         raise pytest.UsageError(f"--energy-compare ({energy.settings.source_of('compare')}): {err}") from None
 

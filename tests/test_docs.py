@@ -20,10 +20,10 @@ from pytest_aienergyscore.backends.optimum.results import ATTACHMENT_NAMES
 from pytest_aienergyscore.cli.main import build_parser
 from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
 from pytest_aienergyscore.gate.verdicts import GATE_FILE
+from pytest_aienergyscore.records.store import RECORDS_FILE
 from pytest_aienergyscore.report import archive, exports, files
 from pytest_aienergyscore.report.label import LABEL_FILE
 from pytest_aienergyscore.report.plot import PLOT_FILE
-from pytest_aienergyscore.session.energy_session import RECORDS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -39,11 +39,6 @@ class Recipe:
         return {"recipe": self.name, "torch": torch, "packages": packages, "remove": remove, "python": python_version}
 
 
-def _optimum_metadata(python: Path) -> str | None:
-    """The optimum backend's own check of its environment (versions of optimum-benchmark, transformers and co)."""
-    return probe_environment(python)
-
-
 OPTIMUM = Recipe(
     name="optimum",
     folder=OPTIMUM_FOLDER,
@@ -63,7 +58,7 @@ OPTIMUM = Recipe(
         "from optimum_benchmark import Benchmark, BenchmarkConfig, EnergyStarConfig, InlineConfig, PyTorchConfig\n"
         "from optimum_benchmark.scenarios.energy_star.scenario import EnergyStarScenario\n"
     ),
-    metadata_check=_optimum_metadata,
+    metadata_check=probe_environment,  # the backend's own check: optimum-benchmark, transformers<5 and co
 )
 
 VLLM_CPU = Recipe(

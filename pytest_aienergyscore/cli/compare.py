@@ -54,6 +54,8 @@ def load_sources(paths: list[Path]) -> tuple[list[Run], list[str]]:
 
 def _load(path: Path, warnings: list[str]) -> list[Run]:
     from pytest_aienergyscore.gate.history import HistoryError, list_runs, load_run
+    from pytest_aienergyscore.records.store import RECORDS_FILE
+    from pytest_aienergyscore.report.files import SUMMARY_JSON
 
     try:
         if path.is_file() and path.suffix == ".json":
@@ -62,9 +64,9 @@ def _load(path: Path, warnings: list[str]) -> list[Run]:
             saved = list_runs(path)
             if saved:
                 return [_saved(load_run(file)) for _, file in saved]
-            if (path / "records.jsonl").is_file():
+            if (path / RECORDS_FILE).is_file():
                 return [_from_records(path, warnings)]
-            if (path / "summary.json").is_file():
+            if (path / SUMMARY_JSON).is_file():
                 return [_from_summary(path, warnings)]
     except HistoryError as err:
         raise SourceError(str(err)) from None
@@ -77,22 +79,24 @@ def _saved(run: Any) -> Run:
 
 def _from_records(folder: Path, warnings: list[str]) -> Run:
     from pytest_aienergyscore.gate.baselines import benchmark_entry
-    from pytest_aienergyscore.records.store import read_store
+    from pytest_aienergyscore.records.store import RECORDS_FILE, read_store
 
-    records, skipped = read_store(folder / "records.jsonl")
+    records, skipped = read_store(folder / RECORDS_FILE)
     warnings += skipped
     if not records:
-        raise SourceError(f"{folder / 'records.jsonl'}: no intact record in it; allowed: {ALLOWED}")
+        raise SourceError(f"{folder / RECORDS_FILE}: no intact record in it; allowed: {ALLOWED}")
     return Run(folder.name, folder, {r.nodeid: benchmark_entry(r) for r in records})
 
 
 def _from_summary(folder: Path, warnings: list[str]) -> Run:
     """One figure per benchmark: the summary keeps no per-repetition figures, so the threshold alone decides."""
+    from pytest_aienergyscore.report.files import SUMMARY_JSON
+
     try:
-        rows = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["benchmarks"]
+        rows = json.loads((folder / SUMMARY_JSON).read_text(encoding="utf-8"))["benchmarks"]
         entries = {str(row["test"]): _summary_entry(row) for row in rows}
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SourceError(f"{folder / 'summary.json'}: not a session summary ({err}); allowed: {ALLOWED}") from None
+        raise SourceError(f"{folder / SUMMARY_JSON}: not a session summary ({err}); allowed: {ALLOWED}") from None
     warnings.append(f"{folder}: summary.json only (no records.jsonl): no per-repetition figures")
     return Run(folder.name, folder, entries)
 
@@ -227,7 +231,7 @@ def add_compare_command(sub: Any) -> None:
         "compare",
         help="saved runs or results folders side by side: each run's Wh per 1,000 queries, change, verdict",
         description=f"Compare runs: each SOURCE is {ALLOWED}. The last run is compared with the first, by the energy "
-        "gate's rules (with 5+ runs before the last, the drift rule: median + 3 MAD).",
+        "gate's rules (with 5+ runs before the last, the drift rule: the history's median and spread).",
     )
     compare.add_argument("sources", nargs="+", metavar="SOURCE", help="saved runs, folders of them, session folders")
     compare.add_argument("--plot", metavar="FILE", help="also draw each benchmark's runs as bars with error bars (PNG)")

@@ -48,12 +48,12 @@ def _report(args: argparse.Namespace) -> int:
     """Write a session's files from its records: what is there already is left alone (run it twice, it writes
     once), what an interrupted or killed writer left half done is written again. Torn records are skipped, each
     with a warning, and every intact one is written."""
-    from pytest_aienergyscore.records.store import read_store
+    from pytest_aienergyscore.records.store import RECORDS_FILE, read_store
     from pytest_aienergyscore.report.files import write_session_files
 
     store = Path(args.records)
     if store.is_dir():
-        store = store / "records.jsonl"
+        store = store / RECORDS_FILE
     if not store.is_file():
         print(f"aienergyscore report: {store}: no such records file", file=sys.stderr)
         return 2
@@ -77,8 +77,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def _summary_meta(out: Path, store: Path) -> dict[str, Any]:
     """The summary's header: the one the session wrote, when there is one (so a rebuild leaves it as it was)."""
+    from pytest_aienergyscore.report.files import SUMMARY_JSON
+
     try:
-        meta = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        meta = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         meta = None
     if isinstance(meta, dict) and "benchmarks" in meta:

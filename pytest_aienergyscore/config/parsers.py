@@ -118,33 +118,34 @@ def env_name(raw: str) -> str:
     return value
 
 
-def baseline_target(raw: str) -> bool | str | None:
-    """Where --energy-save-baseline writes: True for the default path, None for "do not save", else a file path.
+def _flag_or_path(raw: str, allowed: str, *, folder: bool) -> bool | str | None:
+    """An option that is a flag or takes a path (``--energy-save-baseline``, ``--energy-autosave``): True for its
+    default place, None for "off", else the path.
 
-    A bare ``--energy-save-baseline`` swallows the next argument, so a value that looks like a test path is refused
-    rather than silently becoming the baseline file while the tests it named are not run.
+    A bare flag swallows the next argument, so a value that looks like a test path (or, for a file, a folder) is
+    refused rather than silently becoming the file or folder while the tests it named are not run.
     """
     value = raw.strip()
     if value.lower() in TRUE:
         return True
     if value.lower() in FALSE:
         return None
-    if value.endswith(".py") or "::" in value or os.path.isdir(value):
-        raise ValueError("a file path for the baseline (write --energy-save-baseline=PATH, or put the bare flag last)")
+    if value.endswith(".py") or "::" in value or (not folder and os.path.isdir(value)):
+        raise ValueError(allowed)
     return value
+
+
+def baseline_target(raw: str) -> bool | str | None:
+    """Where --energy-save-baseline writes: True for the default path, None for "do not save", else a file path."""
+    allowed = "a file path for the baseline (write --energy-save-baseline=PATH, or put the bare flag last)"
+    return _flag_or_path(raw, allowed, folder=False)
 
 
 def history_folder(raw: str) -> bool | str | None:
     """Where --energy-autosave keeps every session: True for the default folder (``.energy`` under the rootdir), None
-    for "do not keep", else a folder; a value that looks like a test path is refused, as for the baseline."""
-    value = raw.strip()
-    if value.lower() in TRUE:
-        return True
-    if value.lower() in FALSE:
-        return None
-    if value.endswith(".py") or "::" in value:
-        raise ValueError("a folder for the saved runs (write --energy-autosave=DIR, or put the bare flag last)")
-    return value
+    for "do not keep", else a folder."""
+    allowed = "a folder for the saved runs (write --energy-autosave=DIR, or put the bare flag last)"
+    return _flag_or_path(raw, allowed, folder=True)
 
 
 def saved_run(raw: str) -> str:

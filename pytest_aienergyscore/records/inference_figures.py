@@ -78,7 +78,8 @@ def inference_figures(record: Record) -> dict[str, Any]:
     """Energy per output token and per image, and the latency figures, each beside the energy scope it divides.
     None where a figure does not apply (no tokens counted, no images) or the work is partial (see Record)."""
     scope = record.headline_scope()
-    joules = record.total_wh() * JOULES_PER_WH
+    wh = record.total_wh()
+    joules = wh * JOULES_PER_WH
     whole = record.partial_work() is None  # partial work per token would read as cheap tokens
     tokens = output_tokens(record) if whole else None
     made = images(record) if whole else None
@@ -91,7 +92,7 @@ def inference_figures(record: Record) -> dict[str, Any]:
         "joules_per_output_token": _ratio(joules, tokens),
         "output_tokens_per_joule": _ratio(tokens, joules) if tokens is not None else None,
         "images": made,
-        "images_per_wh": _ratio(made, joules / JOULES_PER_WH) if made is not None else None,
+        "images_per_wh": _ratio(made, wh) if made is not None else None,
         "latency": latency(record),
     }
 

@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 from pytest_aienergyscore.records.record import Record
 
+RECORDS_FILE = "records.jsonl"  # a session folder's store: written as each test ends, read by every reader of one
+
 
 def record_line(record: Record, data: dict[str, Any] | None = None) -> str:
     """A record as the store keeps it: one line of JSON with sorted keys, so that the same record is always the

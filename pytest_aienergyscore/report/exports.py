@@ -25,7 +25,7 @@ from pytest_aienergyscore.records.atomic import WriteFailed, write_bytes, write_
 from pytest_aienergyscore.records.inference_figures import carbon_figures, carbon_note, inference_figures
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.report.environment import plugin_version
-from pytest_aienergyscore.report.table import NESTED_NOTE, markdown_table, result_columns
+from pytest_aienergyscore.report.table import NESTED_NOTE, columns_of, markdown_table
 from pytest_aienergyscore.report.table import rows as table_rows
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 
@@ -237,7 +237,7 @@ def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title:
     """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
     lines = [f"## AI Energy Score: {title}", ""]
     body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
-    lines += markdown_table(result_columns(records), body)
+    lines += markdown_table(columns_of(body), body)
     if any(r.energy_kind() == "estimate" for r in records):
         lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
     if any(p.parent for r in records for p in r.phases):

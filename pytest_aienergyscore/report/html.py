@@ -22,8 +22,8 @@ from typing import Any
 from pytest_aienergyscore.gate.verdicts import GATE_FILE, GateOutcome, GateSettings, Verdict
 from pytest_aienergyscore.records.atomic import WriteFailed, write_if_changed
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
-from pytest_aienergyscore.records.store import read_store
-from pytest_aienergyscore.report.files import energy_scope
+from pytest_aienergyscore.records.store import RECORDS_FILE, read_store
+from pytest_aienergyscore.report.files import SUMMARY_JSON, energy_scope
 from pytest_aienergyscore.report.gate_table import VERDICT_COLUMNS, verdict_rows
 from pytest_aienergyscore.report.html_parts import Cell, bullets, esc, facts, page, png_uri, table
 from pytest_aienergyscore.report.label import LABEL_FILE
@@ -31,9 +31,9 @@ from pytest_aienergyscore.report.plot import PLOT_FILE
 from pytest_aienergyscore.report.table import (
     INDICATIVE_NOTE,
     NESTED_NOTE,
+    columns_of,
     format_wh,
     render,
-    result_columns,
     rows,
 )
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
@@ -41,8 +41,6 @@ from pytest_aienergyscore.rules.gpu_survey import idle_watts
 from pytest_aienergyscore.rules.rating import rate
 
 HTML_FILE = "report.html"  # the CLI's default name in the session folder, and the copy's name in --energy-exports
-RECORDS_FILE = "records.jsonl"
-SUMMARY_FILE = "summary.json"
 TEST_ID_HEADER = "test id"
 
 
@@ -79,7 +77,7 @@ def read_session(session_dir: Path, records: Sequence[Record] | None = None) -> 
         if not loaded:
             raise HtmlReportError(f"{store}: no intact record to report")
         records = loaded
-    meta = _json(session_dir / SUMMARY_FILE)
+    meta = _json(session_dir / SUMMARY_JSON)
     meta = meta if isinstance(meta, dict) else {}
     view = SessionView(session_dir, list(records), _run_folders(session_dir, records, meta), meta)
     view.plot = _read_bytes(session_dir / PLOT_FILE)
@@ -145,11 +143,12 @@ def covers(record: Record) -> str:
 def results_table(records: Sequence[Record], sortable: bool = True, links: bool = True) -> str:
     """The terminal's results table, cell for cell (its own rows), plus each test's whole id; figures carry their
     unrounded value for sorting, and each device/meter cell says what it covers as its tooltip."""
-    columns = result_columns(records)  # the per-output column only where a record has that figure
+    table_rows = rows(records)
+    columns = columns_of(table_rows)  # the per-output column only where a record has that figure
     headers = [column.header for column in columns]
     raw = {"total Wh": lambda r: r.total_wh(), "Wh/1k queries": lambda r: r.wh_per_1000_queries()}
     body = []
-    for number, (record, cells) in enumerate(zip(records, rows(records), strict=True), start=1):
+    for number, (record, cells) in enumerate(zip(records, table_rows, strict=True), start=1):
         row = []
         for header, text in zip(headers, cells, strict=True):
             figure = raw[header](record) if header in raw else None

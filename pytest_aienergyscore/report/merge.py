@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pytest_aienergyscore.records.atomic import is_temporary
 from pytest_aienergyscore.records.record import Record
-from pytest_aienergyscore.records.store import read_store
+from pytest_aienergyscore.records.store import RECORDS_FILE, read_store
 from pytest_aienergyscore.report.files import REPORT, SUMMARY_COLUMNS, summary_row, write_session_summary
 
 MERGED_COLUMNS = ("host", *SUMMARY_COLUMNS)
@@ -83,7 +83,7 @@ def find_runs(folder: Path, problems: list[str] | None = None) -> list[MergedRun
     problems = [] if problems is None else problems
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such results folder")
-    stores = [s for s in sorted(folder.rglob("records.jsonl")) if not is_temporary(s.relative_to(folder))]
+    stores = [s for s in sorted(folder.rglob(RECORDS_FILE)) if not is_temporary(s.relative_to(folder))]
     runs = [run for store in stores for run in _runs_of_session(store, problems)]
     sessions = {store.parent for store in stores}
     for report, record in _reports(folder, f"**/{REPORT}", problems):

@@ -218,23 +218,33 @@ def output_cell(record: Record) -> str:
 def result_columns(records: Sequence[Record]) -> tuple[Column, ...]:
     """The results table's columns for these records: the per-output column only where some record has a figure
     for it, so that tables of classification runs stay as narrow as before."""
-    if all(output_cell(record) == "-" for record in records):
+    return columns_of(rows(records))
+
+
+def columns_of(table_rows: Sequence[Sequence[str]]) -> tuple[Column, ...]:
+    """The columns that :func:`rows` made these rows for (so a caller with the rows need not ask twice)."""
+    return _columns(bool(table_rows) and len(table_rows[0]) > len(RESULT_COLUMNS))
+
+
+def _columns(with_output: bool) -> tuple[Column, ...]:
+    if not with_output:
         return RESULT_COLUMNS
     return (*RESULT_COLUMNS[:STARS], OUTPUT_COLUMN, *RESULT_COLUMNS[STARS:])
 
 
 def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """One row per record, cell for cell under :func:`result_columns` of the same records."""
-    with_output = len(result_columns(records)) > len(RESULT_COLUMNS)
+    outputs = [output_cell(record) for record in records]
+    with_output = any(cell != "-" for cell in outputs)
     out: list[tuple[str, ...]] = []
-    for record in records:
+    for record, output in zip(records, outputs, strict=True):
         cells = [
             record.nodeid.rsplit("::", 1)[-1],
             f"{record.headline_scope()}/{record.meter_name()}",
             phase_cell(record),
             format_wh(record.total_wh()),
             format_wh(record.wh_per_1000_queries()),
-            *([output_cell(record)] if with_output else []),
+            *([output] if with_output else []),
             rate(record).text(),
             _notes(record),
         ]
@@ -245,8 +255,8 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
 def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WIDTH) -> list[str]:
     """The table as lines, at most ``width`` wide where it can be; empty when nothing was metered. A test id longer
     than ``max_name`` is cut in the middle even when it would fit: the whole id is in the files."""
-    columns = result_columns(records)
     body = [(shorten_middle(row[0], max_name), *row[1:]) for row in rows(records)]
+    columns = columns_of(body)
     lines = text_table(columns, body, max_width=width)
     if not lines:
         return []

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_aienergyscore.records.store import RECORDS_FILE
+
 if TYPE_CHECKING:
     from pytest_aienergyscore.gate.baselines import Baseline
     from pytest_aienergyscore.gate.verdicts import GateOutcome
@@ -182,7 +184,7 @@ def _write_errors(terminalreporter: Any, energy: EnergySession) -> None:
         terminalreporter.write_line(f"error: and {len(errors) - MAX_ERROR_LINES} more like these", red=True)
     outcome = energy.outcome
     folder = outcome.session_dir if outcome is not None and not outcome.interrupted else None  # that one says so
-    if errors and folder is not None and (folder / "records.jsonl").is_file():
+    if errors and folder is not None and (folder / RECORDS_FILE).is_file():
         terminalreporter.write_line(
             f"once the cause is fixed, `aienergyscore report {folder}` writes what is missing", red=True
         )

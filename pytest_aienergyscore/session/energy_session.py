@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_aienergyscore.config.settings import Settings
 from pytest_aienergyscore.meters import Meter, MeterUnavailable, create_meter
 from pytest_aienergyscore.records.record import Record
-from pytest_aienergyscore.records.store import RecordStore
+from pytest_aienergyscore.records.store import RECORDS_FILE, RecordStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from pytest_aienergyscore.report.files import SessionFiles
-
-RECORDS_FILE = "records.jsonl"
 
 
 class EnergySession:

@@ -87,7 +87,7 @@ def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
 
 
 class _Shielded:
-    """A file for tqdm that writes past pytest's capture: each write is one short suspension of it."""
+    """A file that writes past pytest's capture (for tqdm and the lines): each write is one short suspension of it."""
 
     def __init__(self, stream: IO[str], outside: Outside) -> None:
         self.stream, self.outside = stream, outside
@@ -111,7 +111,7 @@ class LineProgress:
     """
 
     def __init__(self, label: str, total: int, stream: IO[str], outside: Outside, interval: float, clock: Clock):
-        self.label, self.total, self.stream, self.outside = label, total, stream, outside
+        self.label, self.total, self.out = label, total, _Shielded(stream, outside)
         self.interval, self.clock = interval, clock
         self.done = 0
         self.started = clock()
@@ -133,9 +133,7 @@ class LineProgress:
     def _write(self, text: str) -> bool:
         """Write one line; a stream that is gone (a closed pipe) ends the lines, never the benchmark."""
         try:
-            with self.outside():
-                self.stream.write(text)
-                self.stream.flush()
+            self.out.write(text)
         except (OSError, ValueError):
             return False
         return True
