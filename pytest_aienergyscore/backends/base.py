@@ -50,6 +50,9 @@ class PhaseWork:
     samples: int
     tokens: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Each sample's raw output, in sample order, kept only when the backend's ``keep_outputs`` is set: references to
+    # what the model returned anyway (no conversion inside the metered window; ``readable_outputs`` does that after).
+    outputs: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class BenchmarkRequest:
     model_class: str | None = None  # --energy-model-class: wins over the counted class
     allow_multi_gpu: bool = False
     variant: str | None = None  # a named protocol variant of our own (recorded, never comparable)
+    # energy_star(quality=fn): fn(samples, outputs) -> {"metric", "value", "higher_is_better"}, scored after the phases
+    quality: Callable[[list[dict[str, Any]], list[Any]], dict[str, Any]] | None = None
 
     backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific settings, e.g. the vllm endpoint
 
@@ -123,6 +128,9 @@ class Backend(ABC):
     window_hook: Any = None
     # The protocol the loaded model runs, set by ``load`` (it can depend on the model's type: T5 configs).
     protocol: Protocol | None = None
+    # Set by the runner when the outputs will be scored: ``run`` then fills ``PhaseWork.outputs`` for the pass whose
+    # outputs count (generate for generative tasks, else the task's one phase). Off, nothing is kept.
+    keep_outputs: bool = False
 
     @classmethod
     def options_from(cls, settings: Any) -> tuple[tuple[str, Any], ...]:
@@ -141,6 +149,11 @@ class Backend(ABC):
     @abstractmethod
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
         """Run one phase (prefill, generate, forward, call) over every prepared input, one at a time."""
+
+    def readable_outputs(self, outputs: list[Any]) -> list[Any]:
+        """The kept raw outputs as the quality metrics read them (text, label, answer, boxes, cosine score), one per
+        sample; called after the metered phases, so the conversion (decoding tokens, argmax) is never metered."""
+        return outputs
 
     def warmup(self, prepared: Prepared, runs: int, overrides: dict[str, Any]) -> None:  # noqa: B027
         """Unmetered runs on the first input so that kernels, caches and clocks are warm."""

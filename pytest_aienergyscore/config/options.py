@@ -1,97 +1,26 @@
 """The options table: every setting's flag, environment variable, ini key, help text and parser in one row.
 
 One :class:`OptionSpec` per option, so that its spellings and its validation cannot drift apart; the table is grouped
-by domain (core, meters, dcgm, vllm, optimum, gate, history, rules) so that a backend's or a meter's options sit
+by domain (core, meters, dcgm, vllm, optimum, gate, history, fleet, rules) so that a backend's or a meter's options sit
 together, and :data:`OPTIONS` joins the groups in that order (the order of ``--help``).
 
-The plugin imports this on every pytest start-up, so it imports no other module of the package: a row names its parser
-(a function of :mod:`.parsers`) rather than holding it, and :mod:`.settings` looks the name up when a value is parsed.
-One table in one module on purpose: each module imported at start-up costs a pytest run about 0.45 M instructions.
+The plugin imports this on every pytest start-up, so it imports nothing of the package but its row class: a row names
+its parser (a function of :mod:`.parsers`) rather than holding it, and :mod:`.settings` looks it up when a value is
+parsed.
+Each module imported at start-up costs a pytest run about 0.45 M instructions: the table and its row class are the
+only two.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_aienergyscore.config.option_spec import OptionSpec
+
+__all__ = ["CPU_SCOPES", "DEFAULT_BACKEND", "OPTIONS", "OPTIONS_BY_DEST", "OptionSpec"]
 
 # AI Energy Score runs optimum-benchmark: the only place outside backends/ that names a backend (tests/test_layout.py)
 DEFAULT_BACKEND = "optimum"
 
 CPU_SCOPES = ("process", "machine")
-
-
-def _as_written(default: Any) -> str:
-    """A default as a user would write it on the command line (``0,1``, ``120``, ``results``): help that shows a
-    Python repr (``(0,)``, ``120.0``, ``PosixPath('results')``) is a value nobody can paste back."""
-    if isinstance(default, (tuple, list)):
-        return ",".join(_as_written(item) for item in default)
-    if isinstance(default, float) and default.is_integer():
-        return str(int(default))
-    return str(default)
-
-
-class OptionSpec:
-    """One setting: how it is spelled in each source, how it is parsed, and its help text (shared by all sources).
-
-    A plain class with slots and a written-out ``__init__``: this module loads on every pytest start-up, where a
-    dataclass or NamedTuple would generate code when defined (measured with callgrind: a NamedTuple of Settings' 31
-    fields costs about 4 M instructions, a third of the plugin's start-up bar).
-    """
-
-    __slots__ = (
-        "attr",
-        "choices",
-        "const",
-        "default",
-        "dest",
-        "env",
-        "flag",
-        "help",
-        "is_flag",
-        "metavar",
-        "multiple",
-        "parse",
-        "twin",
-    )
-
-    def __init__(
-        self,
-        dest: str,
-        attr: str,
-        flag: str,
-        help: str,
-        parse: str,  # the name of a function of config/parsers.py that turns the raw text into the value
-        default: Any = None,
-        env: str | None = None,
-        metavar: str | None = None,
-        choices: tuple[str, ...] | None = None,
-        is_flag: bool = False,
-        multiple: bool = False,  # the flag may be repeated; its values are joined with commas before parsing
-        const: str | None = None,  # an optional value: the flag alone stands for this value (argparse nargs="?")
-        twin: str | None = None,  # a namespaced spelling, always ours; ``flag`` then yields to a conftest's own
-    ) -> None:
-        self.dest, self.attr, self.flag, self.help, self.parse = dest, attr, flag, help, parse
-        self.default, self.env, self.metavar, self.choices = default, env, metavar, choices
-        self.is_flag, self.multiple, self.const, self.twin = is_flag, multiple, const, twin
-
-    def __repr__(self) -> str:
-        return f"OptionSpec({self.flag})"
-
-    @property
-    def ini(self) -> str:
-        return self.dest
-
-    def help_text(self) -> str:
-        extra = []
-        if self.env:
-            extra.append(f"env {self.env}")
-        extra.append(f"ini {self.ini}")
-        if self.default not in (None, False, ()):
-            extra.append(f"default {_as_written(self.default)}")
-        return f"{self.help} ({'; '.join(extra)})"
-
-    def twin_help(self) -> str:
-        """Help for the namespaced twin: says that the short spelling is ours only where nobody else claims it."""
-        return f"{self.help_text()} Also {self.flag}, unless a conftest or another plugin defines its own {self.flag}."
 
 
 # -- what to run and where results go ------------------------------------------------------------------------------
@@ -370,6 +299,16 @@ GATE_OPTIONS: tuple[OptionSpec, ...] = (
         metavar="PCT",
     ),
     OptionSpec(
+        "energy_quality_drop",
+        "quality_drop",
+        "--energy-quality-drop",
+        "Fail the session (exit 1) when a benchmark's quality (its task's metric, or its own) fell by more than PCT "
+        "percent against the baseline or saved run it is compared with.",
+        "positive_float",
+        env="AIENERGYSCORE_QUALITY_DROP",
+        metavar="PCT",
+    ),
+    OptionSpec(
         "energy_strict",
         "strict",
         "--energy-strict",
@@ -457,6 +396,41 @@ HISTORY_OPTIONS: tuple[OptionSpec, ...] = (
     ),
 )
 
+# -- fleet sweeps: shards of one run over many hosts (issue 18) ------------------------------------------------------
+FLEET_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "energy_shard",
+        "shard",
+        "--energy-shard",
+        "Run only share INDEX of COUNT (0-based) of the collected benchmarks, balanced by expected cost; INDEX auto "
+        "reads JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID (Slurm). Results go to <output>/<run id>/"
+        "shard-INDEX-of-COUNT/, for `aienergyscore merge`.",
+        "shard",
+        env="AIENERGYSCORE_SHARD",
+        metavar="INDEX/COUNT",
+    ),
+    OptionSpec(
+        "energy_run_id",
+        "run_id",
+        "--energy-run-id",
+        "Name of the sweep every shard writes into (letters, digits, . _ -); default SLURM_ARRAY_JOB_ID under Slurm, "
+        "else needed with --energy-shard.",
+        "run_id",
+        env="AIENERGYSCORE_RUN_ID",
+        metavar="ID",
+    ),
+    OptionSpec(
+        "energy_shard_durations",
+        "shard_durations",
+        "--energy-shard-durations",
+        "Balance the shares by the durations of a previous run (its summary.json, a session or run folder, or a "
+        "merged sweep) instead of parameters x task work; benchmarks it lacks are estimated.",
+        "text",
+        env="AIENERGYSCORE_SHARD_DURATIONS",
+        metavar="PATH",
+    ),
+)
+
 # -- AI Energy Score's rules (issue 7) -----------------------------------------------------------------------------
 RULES_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -490,6 +464,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     + OPTIMUM_OPTIONS
     + GATE_OPTIONS
     + HISTORY_OPTIONS
+    + FLEET_OPTIONS
     + RULES_OPTIONS
 )
 OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}

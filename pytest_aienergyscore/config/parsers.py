@@ -186,3 +186,29 @@ def model_class(raw: str) -> str:
     if value not in MODEL_CLASSES:
         raise ValueError(", ".join(MODEL_CLASSES))
     return value
+
+
+def shard(raw: str) -> tuple[int | None, int]:
+    """--energy-shard: ``INDEX/COUNT`` with 0 <= INDEX < COUNT, or ``auto/COUNT`` (index None: the scheduler's
+    variable is read when the session starts, where its name can be given in the error)."""
+    index_text, slash, count_text = raw.strip().partition("/")
+    allowed = "INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 2/8), or auto/COUNT"
+    if not slash or not count_text.strip().isdigit() or int(count_text) < 1:
+        raise ValueError(allowed)
+    count = int(count_text)
+    if index_text.strip().lower() == "auto":
+        return None, count
+    if not index_text.strip().isdigit() or int(index_text) >= count:
+        raise ValueError(allowed)
+    return int(index_text), count
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def run_id(raw: str) -> str:
+    """--energy-run-id: a folder name every shard agrees on, so nothing that could climb out of the output folder."""
+    value = raw.strip()
+    if not _RUN_ID.fullmatch(value):
+        raise ValueError("1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value

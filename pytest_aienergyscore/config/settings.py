@@ -63,6 +63,12 @@ class Settings(NamedTuple):
     compare: str | None = None
     html_path: Path | None = None
     carbon_intensity: float | None = None
+    # -- quality beside energy (issue 17) --
+    quality_drop: float | None = None
+    # -- fleet sweeps (issue 18) --
+    shard: tuple[int | None, int] | None = None  # (index, count); index None: read from the scheduler's variable
+    run_id: str | None = None
+    shard_durations: Path | None = None
     # -- AI Energy Score rules fields (issue 7) --
     model_class: str | None = None
     allow_multi_gpu: bool = False
@@ -126,6 +132,7 @@ def _resolve_ci_paths(values: dict[str, Any], sources: Mapping[str, str], cwd: P
         "energy_exports",
         "energy_autosave",
         "energy_html",
+        "energy_shard_durations",
     )
     for dest in paths:
         if not values[dest]:

@@ -52,6 +52,10 @@ CASES = {
     "energy_compare": ("latest", "0003", "12", "latest", "0003", "12"),  # a missing FILE.json stops the run early
     "energy_html": ("/r/i.html", "/r/e.html", "/r/c.html", "/r/i.html", "/r/e.html", "/r/c.html"),
     "energy_carbon_intensity": ("400", "55.5", "12", 400.0, 55.5, 12.0),
+    "energy_quality_drop": ("5", "7.5", "10", 5.0, 7.5, 10.0),
+    "energy_shard": ("0/1", "0/1", "0/1", [0, 1], [0, 1], [0, 1]),  # one share of one: the test itself always runs
+    "energy_run_id": ("run-ini", "run.env", "run_cli", "run-ini", "run.env", "run_cli"),
+    "energy_shard_durations": ("/d/i.json", "/d/e", "/d/c.json", "/d/i.json", "/d/e", "/d/c.json"),
 }
 
 BAD = {
@@ -80,6 +84,9 @@ BAD = {
     "energy_autosave": "test_x.py",
     "energy_compare": "yesterday",
     "energy_carbon_intensity": "-400",
+    "energy_quality_drop": "-1",
+    "energy_shard": "4/4",
+    "energy_run_id": "../up",
 }
 
 SPECS = {spec.dest: spec for spec in OPTIONS}
