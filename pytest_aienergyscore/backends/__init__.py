@@ -10,7 +10,15 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import EntryPoint
 
-from pytest_aienergyscore.backends.base import Backend, BackendError, LoadRequest, ModelUnavailable, PhaseWork, Prepared
+from pytest_aienergyscore.backends.base import (
+    Backend,
+    BackendError,
+    LoadRequest,
+    ModelUnavailable,
+    PhaseWork,
+    Prepared,
+    ProtocolRefused,
+)
 from pytest_aienergyscore.config.registry import BACKEND_ENTRY_POINTS, registered_entry_points
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "ModelUnavailable",
     "PhaseWork",
     "Prepared",
+    "ProtocolRefused",
     "backend_class",
     "backend_names",
     "create_backend",

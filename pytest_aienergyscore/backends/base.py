@@ -30,6 +30,11 @@ class ModelUnavailable(BackendError):
     """The model cannot be had here (not a local folder, not cached, Hub offline)."""
 
 
+class ProtocolRefused(BackendError):
+    """The backend has no way to run this protocol (a variant it cannot do): a fact about the backend, not a fault in
+    the benchmark, so ``energy_star(skip_unavailable=True)`` skips it with this line, as for a model not had here."""
+
+
 @dataclass
 class Prepared:
     """A task's samples after preprocessing, ready for the model; counts say what preprocessing did."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_aienergyscore.gate.quality_verdicts import quality_entry, quality_entry_problem
 from pytest_aienergyscore.records.record import Record
 
 BASELINE_SCHEMA = "pytest-aienergyscore/baseline"
@@ -101,6 +102,7 @@ def benchmark_entry(record: Record) -> dict[str, Any]:
         "repetition_total_wh": totals,
         "repetition_wh_per_1000_queries": [t / queries * 1000.0 for t in totals] if queries else None,
         "fingerprint": fingerprint(record),
+        "quality": quality_entry(record),  # absent from files saved before quality was kept: read as None
     }
 
 
@@ -240,6 +242,9 @@ def _check_entry(path: Path, test: str, entry: Any) -> None:
             raise BaselineError(f"{where}: {key} must be a non-empty list of numbers >= 0")
     if "fingerprint" in entry and not isinstance(entry["fingerprint"], dict):
         raise BaselineError(f"{where}: fingerprint is not an object")
+    problem = quality_entry_problem(entry.get("quality"))
+    if problem is not None:
+        raise BaselineError(f"{where}: {problem}")
 
 
 def baseline_for_session(path: Path | None, require: bool) -> Baseline | None:

@@ -23,6 +23,16 @@ from typing import Any
 
 from pytest_aienergyscore.gate.baselines import Baseline, benchmark_entry, fingerprint_differences
 from pytest_aienergyscore.gate.drift import MIN_RUNS, WINDOW, DriftBand, K, drift_band
+from pytest_aienergyscore.gate.quality_verdicts import (
+    QUALITY,
+    QUALITY_DROP,
+    QUALITY_STATUSES,
+    movement,
+    one_sided,
+    quality_label,
+    quality_status,
+    worse_pct,
+)
 from pytest_aienergyscore.gate.statistics import Welch, welch_test
 from pytest_aienergyscore.records.record import Record
 
@@ -61,9 +71,12 @@ class Verdict:
     reason: str = ""
     fails: bool = False
     rule: str | None = None  # which rule decided: history, welch or threshold (None when nothing was compared)
+    kind: str = "energy"  # or "quality": the benchmark's quality figure (metric: the quality metric's name)
 
     def label(self) -> str:
         """The verdict as the table shows it: the rule that decided, with why or how sure."""
+        if self.kind == QUALITY:
+            return quality_label(self.status, self.metric, self.baseline, self.current, self.reason)
         if self.status in (NOT_COMPARED, NO_BASELINE):
             return f"{self.status}: {self.reason}" if self.reason else self.status
         if self.rule == RULE_HISTORY:
@@ -80,10 +93,15 @@ class GateSettings:
     fail_above: float | None = None
     strict: bool = False
     require_baseline: bool = False
+    quality_drop: float | None = None  # --energy-quality-drop PCT: fail on a quality drop over PCT percent
 
     @property
     def threshold(self) -> float:
         return self.fail_above if self.fail_above is not None else REPORT_ONLY_PCT
+
+    @property
+    def quality_threshold(self) -> float:
+        return self.quality_drop if self.quality_drop is not None else REPORT_ONLY_PCT
 
 
 def format_p(p: float | None) -> str:
@@ -135,6 +153,27 @@ def compare_entry(
     status = _by_significance(change, gate.threshold, welch)
     p = welch.p_rise if change >= 0 else welch.p_fall
     return _decided(Verdict(test, status, metric, before, now, change, p, noise_estimate=True), RULE_WELCH, gate)
+
+
+def compare_quality(
+    test: str, current: Mapping[str, Any], base: Mapping[str, Any], gate: GateSettings
+) -> tuple[Verdict | None, str | None]:
+    """The quality verdict of one benchmark present on both sides, or why its quality could not be compared (a
+    warning, never a failure); (None, None) when neither side was scored."""
+    now_q, base_q = current.get("quality"), base.get("quality")
+    if (now_q is None and base_q is None) or current.get("outcome", "passed") != "passed":
+        return None, None  # a benchmark that did not pass: its energy verdict says so
+    problem = one_sided(base_q, now_q)
+    if problem is not None or base_q is None or now_q is None:
+        return None, problem
+    before, now = float(base_q["value"]), float(now_q["value"])
+    worse = worse_pct(before, now, bool(now_q["higher_is_better"]))
+    status = quality_status(worse, gate.quality_threshold)
+    change = (now - before) / abs(before) * 100.0 if before else None
+    reason = movement(worse, gate.quality_threshold, gate.quality_drop is not None)
+    fails = status == QUALITY_DROP and gate.quality_drop is not None
+    verdict = Verdict(test, status, now_q["metric"], before, now, change, reason=reason, fails=fails, kind=QUALITY)
+    return replace(verdict, rule=RULE_THRESHOLD), None
 
 
 def _decided(verdict: Verdict, rule: str, gate: GateSettings) -> Verdict:
@@ -203,8 +242,8 @@ class GateOutcome:
     def failed(self) -> bool:
         return any(v.fails for v in self.verdicts)
 
-    def count(self, status: str) -> int:
-        return sum(v.status == status for v in self.verdicts)
+    def count(self, status: str, kind: str = "energy") -> int:
+        return sum(v.status == status and v.kind == kind for v in self.verdicts)
 
     def headline(self) -> str:
         """One line: what was found, against which threshold, and whether the gate passed."""
@@ -215,7 +254,18 @@ class GateOutcome:
         else:
             rule = f"fails on a rise over {self.gate.fail_above:g}%"
         verdict = "FAILED" if self.failed else "passed"
-        return f"energy gate {verdict}: {', '.join(found)}; {rule}"
+        return f"energy gate {verdict}: {', '.join(found)}; {rule}{self._quality_headline()}"
+
+    def _quality_headline(self) -> str:
+        """The quality part of the headline, only when some benchmark's quality was compared."""
+        if not any(v.kind == QUALITY for v in self.verdicts):
+            return ""
+        found = ", ".join(f"{self.count(s, QUALITY)} {s.removeprefix('quality ')}" for s in QUALITY_STATUSES)
+        if self.gate.quality_drop is None:
+            rule = f"changes over {REPORT_ONLY_PCT:g}% reported (no --energy-quality-drop)"
+        else:
+            rule = f"fails on a drop over {self.gate.quality_drop:g}%"
+        return f"; quality: {found}; {rule}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +274,7 @@ class GateOutcome:
             "threshold_pct": self.gate.threshold,
             "strict": self.gate.strict,
             "require_baseline": self.gate.require_baseline,
+            "quality_drop_pct": self.gate.quality_drop,
             "test": (
                 f"history: median +- {K:g} sigma (the larger of the scaled MAD and the standard deviation, widened "
                 f"as a prediction bound) of the last {WINDOW} saved runs, when >= {MIN_RUNS} hold the benchmark; else "
@@ -247,6 +298,7 @@ def evaluate(
     if baseline is None:
         return None
     outcome = GateOutcome([], gate, baseline.path)
+    unmatched: list[tuple[str, str]] = []  # (test, why its quality was not compared)
     if not baseline.exists:
         outcome.notes.append(f"no baseline at {baseline.path}: nothing compared (save one with --energy-save-baseline)")
     for record in records:
@@ -257,9 +309,26 @@ def evaluate(
             outcome.verdicts.append(Verdict(record.nodeid, NO_BASELINE, reason=reason, fails=fails))
             continue
         past = (history or {}).get(record.nodeid, ())
-        outcome.verdicts.append(compare_entry(record.nodeid, benchmark_entry(record), base, gate, past))
+        current = benchmark_entry(record)
+        outcome.verdicts.append(compare_entry(record.nodeid, current, base, gate, past))
+        quality, problem = compare_quality(record.nodeid, current, base, gate)
+        outcome.verdicts += [quality] if quality is not None else []
+        unmatched += [(record.nodeid, problem)] if problem is not None else []
+    _quality_warnings(outcome, unmatched)
     _add_notes(outcome, records, baseline)
     return outcome
+
+
+MAX_QUALITY_WARNINGS = 5  # a baseline saved before quality was kept would otherwise warn once per benchmark
+
+
+def _quality_warnings(outcome: GateOutcome, unmatched: Sequence[tuple[str, str]]) -> None:
+    """A warning line per benchmark whose quality could not be compared (the first few, then how many more)."""
+    for test, problem in unmatched[:MAX_QUALITY_WARNINGS]:
+        outcome.notes.append(f"warning: quality of {test} not compared, not a failure: {problem}")
+    if len(unmatched) > MAX_QUALITY_WARNINGS:
+        more = len(unmatched) - MAX_QUALITY_WARNINGS
+        outcome.notes.append(f"warning: and {more} more benchmark(s) whose quality was not compared")
 
 
 def _add_notes(outcome: GateOutcome, records: Sequence[Record], baseline: Baseline) -> None:
@@ -267,7 +336,7 @@ def _add_notes(outcome: GateOutcome, records: Sequence[Record], baseline: Baseli
     absent = [test for test in baseline.benchmarks if test not in ran]
     if absent:
         outcome.notes.append(f"{len(absent)} benchmark(s) of the baseline did not run: {', '.join(absent[:5])}")
-    single = [v for v in outcome.verdicts if v.metric is not None and not v.noise_estimate]
+    single = [v for v in outcome.verdicts if v.kind != QUALITY and v.metric is not None and not v.noise_estimate]
     if single:
         outcome.notes.append(
             f"{len(single)} verdict(s) have no noise estimate (the threshold alone decided): run with "

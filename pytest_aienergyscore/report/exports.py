@@ -25,8 +25,7 @@ from pytest_aienergyscore.records.atomic import WriteFailed, write_bytes, write_
 from pytest_aienergyscore.records.inference_figures import carbon_figures, carbon_note, inference_figures
 from pytest_aienergyscore.records.record import Record
 from pytest_aienergyscore.report.environment import plugin_version
-from pytest_aienergyscore.report.table import NESTED_NOTE, columns_of, markdown_table
-from pytest_aienergyscore.report.table import rows as table_rows
+from pytest_aienergyscore.report.table import NESTED_NOTE, QUALITY_COLUMN, QUALITY_NOTE, markdown_table, result_table
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 
 if TYPE_CHECKING:
@@ -236,12 +235,15 @@ def pytest_benchmark_json(records: Sequence[Record], environ: Mapping[str, str] 
 def markdown_summary(records: Sequence[Record], gate: GateOutcome | None, title: str) -> str:
     """The session as GitHub renders it in a job summary: the results table, then the gate's verdicts."""
     lines = [f"## AI Energy Score: {title}", ""]
-    body = [(r.nodeid, *row[1:]) for r, row in zip(records, table_rows(records), strict=True)]
-    lines += markdown_table(columns_of(body), body)
+    table = result_table(records)
+    body = [(r.nodeid, *row[1:]) for r, row in zip(records, table.rows, strict=True)]
+    lines += markdown_table(table.columns, body)
     if any(r.energy_kind() == "estimate" for r in records):
         lines += ["", "_estimate: CPU time x watts per busy core, not a measurement (no GPU or RAPL counter)._"]
     if any(p.parent for r in records for p in r.phases):
         lines += ["", f"_{NESTED_NOTE}_"]
+    if QUALITY_COLUMN in table.columns and any(row[table.columns.index(QUALITY_COLUMN)] == "-" for row in body):
+        lines += ["", f"_{QUALITY_NOTE}_"]
     carbon = carbon_note(list(records))
     if carbon:
         lines += ["", f"_{carbon}_"]

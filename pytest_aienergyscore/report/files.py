@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ from pytest_aienergyscore.records.atomic import (
 )
 from pytest_aienergyscore.records.figures import JOULES_PER_WH
 from pytest_aienergyscore.records.inference_figures import carbon_figures, inference_figures
+from pytest_aienergyscore.records.quality import quality_of, wh_per_1000_correct
 from pytest_aienergyscore.records.record import Phase, Record, combine
 from pytest_aienergyscore.records.store import record_sha256
 from pytest_aienergyscore.report.archive import MANIFEST, ensure_archive
 from pytest_aienergyscore.report.label import LABEL_FILE, label_png
 from pytest_aienergyscore.report.paths import run_folder_name, safe_part
+from pytest_aienergyscore.report.quality_view import quality_columns, quality_summary
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.gpu_survey import idle_watts
 from pytest_aienergyscore.rules.rating import rules_summary
@@ -85,6 +87,10 @@ SUMMARY_COLUMNS = (
     "warnings",
     "run_folder",
     "archive",
+    # what the energy bought (issue 17): added at the end, so that readers of the columns above keep working
+    "quality_metric",
+    "quality_value",
+    "wh_per_1000_correct",
 )
 
 
@@ -123,6 +129,9 @@ def energy_summary(record: Record) -> dict[str, Any]:
         "inference_figures": inference_figures(record),
         # grams of CO2e beside each energy figure, at the intensity the user gave; None when none was given
         "carbon": carbon_figures(record),
+        # what the energy bought: the task's metric (or the test's own) on the metered samples, or why there is none
+        "quality": quality_summary(record),
+        "wh_per_1000_correct": wh_per_1000_correct(record.wh_per_1000_queries(), quality_of(record.metadata)),
         "samples": {name: record.phase_samples(name) for name in phases},
         "tokens": {name: record.phase_tokens(name) for name in phases if record.phase_tokens(name) is not None},
         "hardware": {
@@ -336,6 +345,7 @@ def summary_row(
         "warnings": len(summary["warnings"]),
         "run_folder": str(folder) if folder else None,
         "archive": str(archive) if archive else None,
+        **quality_columns(summary["quality"], summary["wh_per_1000_correct"]),
     }
 
 
@@ -397,6 +407,7 @@ class SessionFiles:
     summary_json: Path | None = None
     summary_csv: Path | None = None
     plot: Path | None = None
+    frontier: Path | None = None  # energy against quality, when some benchmark has quality
     written: int = 0  # run folders written now; the others were there already
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -441,15 +452,25 @@ def _write_all(records: Sequence[Record], session_dir: Path, meta: dict[str, Any
         result.summary_json, result.summary_csv = write_session_summary(session_dir, rows, meta)
     except OSError as err:
         result.errors.append(str(err))
+    from pytest_aienergyscore.report.frontier_plot import write_frontier
     from pytest_aienergyscore.report.plot import write_plot
 
+    result.plot = _picture(write_plot, records, session_dir, result)
+    result.frontier = _picture(write_frontier, records, session_dir, result)
+
+
+Drawer = Callable[[Sequence[Record], Path], tuple[Path | None, str | None]]
+
+
+def _picture(draw: Drawer, records: Sequence[Record], session_dir: Path, result: SessionFiles) -> Path | None:
+    """One of the session's pictures: its path, or None with a note (not drawn) or an error (not written)."""
     try:
-        result.plot, note = write_plot(records, session_dir)
+        path, note = draw(records, session_dir)
     except OSError as err:
         result.errors.append(str(err))
-    else:
-        if note:
-            result.notes.append(note)
+        return None
+    result.notes += [note] if note else []
+    return path
 
 
 def _write_run(folders: RunFolders, record: Record, result: SessionFiles) -> dict[str, Any]:

@@ -6,7 +6,8 @@ table is decided here, through the same renderer as the results table (:mod:`.ta
 
 from __future__ import annotations
 
-from pytest_aienergyscore.gate.verdicts import GateOutcome
+from pytest_aienergyscore.gate.quality_verdicts import QUALITY
+from pytest_aienergyscore.gate.verdicts import GateOutcome, Verdict
 from pytest_aienergyscore.report.table import Column, markdown_table, text_table
 
 VERDICT_COLUMNS = (
@@ -18,6 +19,13 @@ VERDICT_COLUMNS = (
     Column("verdict"),
 )
 METRIC_LABELS = {"wh_per_1000_queries": "Wh/1k queries", "total_wh": "total Wh"}
+
+
+def figure_label(verdict: Verdict) -> str:
+    """What a verdict compares: an energy figure, or a quality metric (named, so WER and accuracy read apart)."""
+    if verdict.kind == QUALITY:
+        return f"{verdict.metric} (quality)"
+    return METRIC_LABELS.get(verdict.metric or "", "-")
 
 
 def format_figure(value: float | None) -> str:
@@ -39,7 +47,7 @@ def verdict_rows(outcome: GateOutcome, full_ids: bool = False) -> list[tuple[str
     return [
         (
             v.test if full_ids else v.test.rsplit("::", 1)[-1],
-            METRIC_LABELS.get(v.metric or "", "-"),
+            figure_label(v),
             format_figure(v.baseline),
             format_figure(v.current),
             format_change(v.change_pct),
@@ -52,7 +60,7 @@ def verdict_rows(outcome: GateOutcome, full_ids: bool = False) -> list[tuple[str
 def render_gate(outcome: GateOutcome) -> list[str]:
     """The verdict table, then the notes, then the headline; as plain lines for the terminal."""
     lines = text_table(VERDICT_COLUMNS, verdict_rows(outcome))
-    lines += [f"note: {note}" for note in outcome.notes]
+    lines += [note if note.startswith("warning:") else f"note: {note}" for note in outcome.notes]
     return [*lines, outcome.headline()]
 
 

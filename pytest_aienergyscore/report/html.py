@@ -24,17 +24,20 @@ from pytest_aienergyscore.records.atomic import WriteFailed, write_if_changed
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
 from pytest_aienergyscore.records.store import RECORDS_FILE, read_store
 from pytest_aienergyscore.report.files import SUMMARY_JSON, energy_scope
+from pytest_aienergyscore.report.frontier_plot import FRONTIER_FILE
 from pytest_aienergyscore.report.gate_table import VERDICT_COLUMNS, verdict_rows
 from pytest_aienergyscore.report.html_parts import Cell, bullets, esc, facts, page, png_uri, table
 from pytest_aienergyscore.report.label import LABEL_FILE
 from pytest_aienergyscore.report.plot import PLOT_FILE
+from pytest_aienergyscore.report.quality_view import per_correct_text, quality_sort_key, quality_text
 from pytest_aienergyscore.report.table import (
     INDICATIVE_NOTE,
     NESTED_NOTE,
-    columns_of,
+    QUALITY_COLUMN,
+    QUALITY_NOTE,
     format_wh,
     render,
-    rows,
+    result_table,
 )
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.gpu_survey import idle_watts
@@ -58,6 +61,7 @@ class SessionView:
     folders: list[Path | None]
     meta: dict[str, Any] = field(default_factory=dict)
     plot: bytes | None = None
+    frontier: bytes | None = None  # energy against quality (frontier.png), when some benchmark has quality
     gate: GateOutcome | None = None
     gate_problem: str | None = None
 
@@ -81,6 +85,7 @@ def read_session(session_dir: Path, records: Sequence[Record] | None = None) -> 
     meta = meta if isinstance(meta, dict) else {}
     view = SessionView(session_dir, list(records), _run_folders(session_dir, records, meta), meta)
     view.plot = _read_bytes(session_dir / PLOT_FILE)
+    view.frontier = _read_bytes(session_dir / FRONTIER_FILE)
     view.gate, view.gate_problem = _read_gate(session_dir / GATE_FILE)
     return view, skipped
 
@@ -123,7 +128,10 @@ def _read_gate(path: Path) -> tuple[GateOutcome | None, str | None]:
         names = {f.name for f in fields(Verdict)}
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in names}) for item in data["verdicts"]]
         settings = GateSettings(
-            data.get("fail_above_pct"), bool(data.get("strict")), bool(data.get("require_baseline"))
+            data.get("fail_above_pct"),
+            bool(data.get("strict")),
+            bool(data.get("require_baseline")),
+            data.get("quality_drop_pct"),  # absent from gate.json files written before quality was gated
         )
         baseline = Path(data["baseline"]) if data.get("baseline") else None
         return GateOutcome(verdicts, settings, baseline, [str(note) for note in data.get("notes") or ()]), None
@@ -142,13 +150,13 @@ def covers(record: Record) -> str:
 
 def results_table(records: Sequence[Record], sortable: bool = True, links: bool = True) -> str:
     """The terminal's results table, cell for cell (its own rows), plus each test's whole id; figures carry their
-    unrounded value for sorting, and each device/meter cell says what it covers as its tooltip."""
-    table_rows = rows(records)
-    columns = columns_of(table_rows)  # the per-output column only where a record has that figure
-    headers = [column.header for column in columns]
+    unrounded value for sorting, each device/meter cell says what it covers as its tooltip, and a quality cell
+    without a figure says why (the scorer's reason), where the terminal has no room for it."""
+    result = result_table(records)  # the optional columns only where a record has that figure
+    headers = [column.header for column in result.columns]
     raw = {"total Wh": lambda r: r.total_wh(), "Wh/1k queries": lambda r: r.wh_per_1000_queries()}
     body = []
-    for number, (record, cells) in enumerate(zip(records, table_rows, strict=True), start=1):
+    for number, (record, cells) in enumerate(zip(records, result.rows, strict=True), start=1):
         row = []
         for header, text in zip(headers, cells, strict=True):
             figure = raw[header](record) if header in raw else None
@@ -157,16 +165,27 @@ def results_table(records: Sequence[Record], sortable: bool = True, links: bool 
                 cell = Cell(text, markup=f'<a href="#b-{number}">{esc(text)}</a>', sort=text)
             elif header == "device/meter":
                 cell = Cell(text, title=covers(record))
+            elif header == QUALITY_COLUMN.header:
+                cell = _quality_cell(record, text)
             row.append(cell)
         body.append([*row, Cell(record.nodeid, class_="id")])
-    numeric = [column.numeric for column in columns] + [False]
+    numeric = [column.numeric for column in result.columns] + [False]
     return table([*headers, TEST_ID_HEADER], body, numeric, "results" if sortable else None, sortable)
+
+
+def _quality_cell(record: Record, text: str) -> Cell:
+    """The quality cell: sorted by metric, then value (blanks last); without a figure, the scorer's reason in place
+    of the terminal's dash, and the whole story (samples, references) as the tooltip of one with a figure."""
+    described = quality_text(record)
+    if described is not None and described.startswith("none: "):
+        return Cell(text, markup=f'<span class="muted">{esc(described)}</span>', sort="")
+    return Cell(text, sort=quality_sort_key(record), title=described)
 
 
 def results_notes(records: Sequence[Record]) -> str:
     """The notes under the table: the terminal's own (indicative stars, nested phases), then what each kind of
     figure covers and which meter produced it."""
-    footnotes = [line for line in render(records) if line in (INDICATIVE_NOTE, NESTED_NOTE)]
+    footnotes = [line for line in render(records) if line in (INDICATIVE_NOTE, NESTED_NOTE, QUALITY_NOTE)]
     scopes = list(dict.fromkeys(covers(record) for record in records))
     return bullets([*footnotes, *scopes], "")
 
@@ -240,6 +259,8 @@ def benchmark_facts(record: Record, folder: Path | None = None) -> str:
                 f"1,000 queries ({record.energy_kind()})",
             ),
             ("covers", covers(record)),
+            ("quality", quality_text(record)),
+            ("energy per correct answer", per_correct_text(record)),
             ("why this meter", record.meter.get("reason")),
             ("queries", record.query_count()),
             ("repetitions", record.repetitions()),
@@ -274,12 +295,23 @@ def _benchmark(number: int, record: Record, folder: Path | None) -> str:
 def _plot(view: SessionView) -> str:
     if view.plot is None:
         why = f"no {PLOT_FILE} in this session (no task with published results, or matplotlib is not installed)"
-        return f'<section id="plot"><h2>Against the leaderboard</h2><p class="muted">{esc(why)}</p></section>'
+        return (
+            f'<section id="plot"><h2>Against the leaderboard</h2><p class="muted">{esc(why)}</p>'
+            f"{_frontier(view)}</section>"
+        )
     alt = "this session's models against the published models of each task"
     return (
         f'<section id="plot"><h2>Against the leaderboard</h2><img class="plot" src="{png_uri(view.plot)}" '
-        f'alt="{esc(alt)}"></section>'
+        f'alt="{esc(alt)}">{_frontier(view)}</section>'
     )
+
+
+def _frontier(view: SessionView) -> str:
+    """Energy against quality under the leaderboard plot, when the session scored quality."""
+    if view.frontier is None:
+        return ""
+    alt = "energy against quality for every model of each task, with the published energy range as a band"
+    return f'<h3>Energy against quality</h3><img class="plot" src="{png_uri(view.frontier)}" alt="{esc(alt)}">'
 
 
 def _meters(records: Sequence[Record]) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_aienergyscore.records.inference_figures import carbon_note, inference_figures
+from pytest_aienergyscore.records.quality import quality_of
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Record
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.rating import rate
@@ -163,8 +164,11 @@ RESULT_COLUMNS = (
 # Shown only when some benchmark has the figure (generative text: J per output token; image generation: images per Wh),
 # after the per-1,000 figure; it divides the same energy as the headline (the device/meter column says which).
 OUTPUT_COLUMN = Column("per output", numeric=True)
+# Shown only when some benchmark was scored: the task's metric (or the test's own) on the samples that were metered.
+QUALITY_COLUMN = Column("quality", wrap_at=" ")
 STARS = RESULT_COLUMNS.index(Column("stars"))
 INDICATIVE_NOTE = "stars: * = indicative, the result is not comparable with the leaderboard (see notes)"
+QUALITY_NOTE = "quality: - = no figure (GPU_ENERGY_SUMMARY.json and the HTML report give the scorer's reason, if any)"
 NESTED_NOTE = "phases: (outer>inner=x) = inner ran inside outer and is part of its figure; the total adds up the others"
 
 
@@ -215,29 +219,50 @@ def output_cell(record: Record) -> str:
     return "-"
 
 
-def result_columns(records: Sequence[Record]) -> tuple[Column, ...]:
-    """The results table's columns for these records: the per-output column only where some record has a figure
-    for it, so that tables of classification runs stay as narrow as before."""
-    return columns_of(rows(records))
+QUALITY_ABBREVIATIONS = {  # keyed by the metric's name in lower case without separators
+    "accuracy": "acc",
+    "exactmatch": "EM",
+    "macrof1": "F1",
+    "f1": "F1",
+    "wer": "WER",
+    "rougel": "ROUGE-L",
+    "map": "mAP",
+}
+QUALITY_NAME_WIDTH = 14  # a test's own metric name is cut to this, so one long name cannot widen the whole table
 
 
-def columns_of(table_rows: Sequence[Sequence[str]]) -> tuple[Column, ...]:
-    """The columns that :func:`rows` made these rows for (so a caller with the rows need not ask twice)."""
-    return _columns(bool(table_rows) and len(table_rows[0]) > len(RESULT_COLUMNS))
+def quality_cell(record: Record) -> str:
+    """The benchmark's quality as ``acc 0.92`` or ``spearman 0.81`` (the metric first: each task has its own, and a
+    bare number would read as comparable across tasks); "-" when it has none."""
+    scored = quality_of(record.metadata)
+    if scored is None:
+        return "-"
+    name = str(scored["metric"])
+    short = QUALITY_ABBREVIATIONS.get("".join(c for c in name.lower() if c.isalnum()), name)
+    return f"{shorten_middle(short, QUALITY_NAME_WIDTH)} {format_quality(float(scored['value']))}"
 
 
-def _columns(with_output: bool) -> tuple[Column, ...]:
-    if not with_output:
-        return RESULT_COLUMNS
-    return (*RESULT_COLUMNS[:STARS], OUTPUT_COLUMN, *RESULT_COLUMNS[STARS:])
+def format_quality(value: float) -> str:
+    """Two decimals for the usual scores and rates (0.92), three significant digits for a test's own larger figure."""
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.3g}"
 
 
-def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """One row per record, cell for cell under :func:`result_columns` of the same records."""
+@dataclass(frozen=True)
+class ResultTable:
+    """The results table of some records: its columns (the optional ones only where some record has the figure, so
+    that a table of plain classification runs stays as narrow as before) and a row of cells per record."""
+
+    columns: tuple[Column, ...]
+    rows: list[tuple[str, ...]]
+
+
+def result_table(records: Sequence[Record]) -> ResultTable:
+    """Columns and rows together: the terminal, the HTML page and the job summary all lay out these same cells."""
     outputs = [output_cell(record) for record in records]
-    with_output = any(cell != "-" for cell in outputs)
-    out: list[tuple[str, ...]] = []
-    for record, output in zip(records, outputs, strict=True):
+    qualities = [quality_cell(record) for record in records]
+    with_output, with_quality = any(c != "-" for c in outputs), any(c != "-" for c in qualities)
+    body: list[tuple[str, ...]] = []
+    for record, output, quality in zip(records, outputs, qualities, strict=True):
         cells = [
             record.nodeid.rsplit("::", 1)[-1],
             f"{record.headline_scope()}/{record.meter_name()}",
@@ -245,18 +270,35 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             format_wh(record.total_wh()),
             format_wh(record.wh_per_1000_queries()),
             *([output] if with_output else []),
+            *([quality] if with_quality else []),
             rate(record).text(),
             _notes(record),
         ]
-        out.append(tuple(cells))
-    return out
+        body.append(tuple(cells))
+    return ResultTable(_columns(with_output, with_quality), body)
+
+
+def _columns(with_output: bool, with_quality: bool) -> tuple[Column, ...]:
+    optional = [OUTPUT_COLUMN] * with_output + [QUALITY_COLUMN] * with_quality
+    return (*RESULT_COLUMNS[:STARS], *optional, *RESULT_COLUMNS[STARS:])
+
+
+def result_columns(records: Sequence[Record]) -> tuple[Column, ...]:
+    """The results table's columns for these records (see :class:`ResultTable`)."""
+    return result_table(records).columns
+
+
+def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """One row per record, cell for cell under :func:`result_columns` of the same records."""
+    return result_table(records).rows
 
 
 def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WIDTH) -> list[str]:
     """The table as lines, at most ``width`` wide where it can be; empty when nothing was metered. A test id longer
     than ``max_name`` is cut in the middle even when it would fit: the whole id is in the files."""
-    body = [(shorten_middle(row[0], max_name), *row[1:]) for row in rows(records)]
-    columns = columns_of(body)
+    table = result_table(records)
+    body = [(shorten_middle(row[0], max_name), *row[1:]) for row in table.rows]
+    columns = table.columns
     lines = text_table(columns, body, max_width=width)
     if not lines:
         return []
@@ -265,6 +307,8 @@ def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WID
         lines.append(INDICATIVE_NOTE)
     if any(p.parent for record in records for p in record.phases):
         lines.append(NESTED_NOTE)
+    if QUALITY_COLUMN in columns and any(row[columns.index(QUALITY_COLUMN)] == "-" for row in body):
+        lines.append(QUALITY_NOTE)
     carbon = carbon_note(list(records))
     if carbon:
         lines.append(carbon)

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_aienergyscore.rules.quality import reference_values
 from pytest_aienergyscore.rules.tasks import PROTOCOL_SAMPLES, TaskSpec
 
 if TYPE_CHECKING:  # importlib.resources.abc is new in Python 3.11
@@ -224,9 +225,11 @@ def _select(
             info.dropped_empty += 1
             continue
         try:
-            samples.append({role: _decode(role, value, base) for role, value in values.items()})
+            sample = {role: _decode(role, value, base) for role, value in values.items()}
         except DatasetError as err:
             raise DatasetError(f"dataset {info.name} row {number}, column {err}") from None
+        # References (labels, answers, gold scores) ride along for the quality metrics, read after the phases.
+        samples.append({**reference_values(task.name, row, task.columns), **sample})
     if not samples:
         raise DatasetError(f"dataset {info.name} has no non-empty samples for task {task.name}")
     info.used = len(samples)

@@ -54,14 +54,15 @@ def _finish_ci(
     from pytest_aienergyscore.report.html import write_session_html
 
     s, session_dir = energy.settings, energy.outcome.session_dir
-    rules = GateSettings(s.fail_above, s.strict, s.require_baseline)
+    rules = GateSettings(s.fail_above, s.strict, s.require_baseline, s.quality_drop)
     runs = compare_and_save(  # --energy-compare, then --energy-autosave
         energy.records, s, energy.session_id, session.config.rootpath, session.config.invocation_params.dir, baseline
     )
     energy.notes += runs.notes
     energy.errors += runs.errors
     gate = evaluate(energy.records, runs.baseline, rules, runs.history)
-    if s.baseline is None and s.compare is None and (s.fail_above is not None or s.require_baseline):
+    gating = s.fail_above is not None or s.require_baseline or s.quality_drop is not None
+    if s.baseline is None and s.compare is None and gating:
         energy.notes.append("warning: no --energy-baseline PATH: nothing was compared, the energy gate did not run")
     written: list[Path] = []
     if session_dir is not None:
@@ -170,6 +171,8 @@ def write_summary(terminalreporter: Any, energy: EnergySession, gate: GateOutcom
         terminalreporter.write_line(f"results: {outcome.session_dir}")
     if outcome.plot is not None:
         terminalreporter.write_line(f"plot against the leaderboard: {outcome.plot}")
+    if outcome.frontier is not None:
+        terminalreporter.write_line(f"energy against quality: {outcome.frontier}")
 
 
 MAX_ERROR_LINES = 10

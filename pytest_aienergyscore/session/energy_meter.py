@@ -17,12 +17,13 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from pytest_aienergyscore.records.figures import Measurement
+from pytest_aienergyscore.records.quality import QUALITY_KEY, QualityError, check_quality
 from pytest_aienergyscore.records.record import PATH_SEPARATOR, Phase, Record
 from pytest_aienergyscore.session.energy_session import EnergySession
 
@@ -44,16 +45,49 @@ class PhaseHandle:
     measurement: Measurement | None = None
 
 
+def _fail(message: str) -> NoReturn:
+    """Fail the test in one line, no traceback of ours."""
+    import pytest  # only here: the recorder also runs outside pytest (perf scripts)
+
+    pytest.fail(message, pytrace=False)
+
+
 def check_phase_name(name: object) -> None:
     """A phase name is a non-empty string without the path separator, which joins nested names in reports."""
     if not isinstance(name, str) or not name.strip() or PATH_SEPARATOR in name:
-        import pytest  # only here: the recorder also runs outside pytest (perf scripts)
-
-        pytest.fail(
+        _fail(
             f"energy_meter.measure: phase name {name!r} is not allowed; use a non-empty name without "
-            f"{PATH_SEPARATOR!r} ({PATH_SEPARATOR!r} joins the names of nested phases in reports)",
-            pytrace=False,
+            f"{PATH_SEPARATOR!r} ({PATH_SEPARATOR!r} joins the names of nested phases in reports)"
         )
+
+
+QUALITY_SOURCES = ("built-in", "custom")
+
+
+def checked_quality(value: object) -> dict[str, Any]:
+    """``energy_meter.set(quality=...)`` as the record keeps it, or QualityError in one line naming the bad value.
+
+    Checked when it is set, not when the record is written, so a bad figure fails the test that gave it while its
+    measured phases are still kept. ``{"metric": None, "reason": ...}`` is how a benchmark says nothing could be
+    scored (the runner sets it too); the reports then show the reason.
+    """
+    where = "energy_meter.set(quality=...)"
+    if isinstance(value, Mapping) and "metric" in value and value["metric"] is None:
+        reason = value.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise QualityError(f"{where}: metric None needs a 'reason' saying why nothing was scored, got {reason!r}")
+        return dict(value)
+    if not isinstance(value, Mapping):
+        raise QualityError(
+            f"{where}: {value!r} is not allowed; allowed: a dict with keys metric, value, higher_is_better "
+            "(or {'metric': None, 'reason': ...})"
+        )
+    quality = check_quality(value, where)
+    if quality["source"] not in QUALITY_SOURCES:
+        raise QualityError(
+            f"{where}: source {quality['source']!r} is not allowed; allowed: {', '.join(QUALITY_SOURCES)}"
+        )
+    return quality
 
 
 class EnergyRecorder:
@@ -78,12 +112,27 @@ class EnergyRecorder:
             self.set(**metadata)
 
     def set(self, **values: Any) -> None:
-        """Tag the benchmark: model, task, processor, model_class, backend, queries; other keys go to metadata."""
+        """Tag the benchmark: model, task, processor, model_class, backend, queries; other keys go to metadata.
+
+        ``quality={"metric": ..., "value": ..., "higher_is_better": ...}`` is what the benchmark's energy bought,
+        checked here (a bad one fails the test in one line; the phases measured so far are kept).
+        """
         for key, value in values.items():
             if key in IDENTITY_FIELDS:
                 self.identity[key] = value
+            elif key == QUALITY_KEY:
+                self._set_quality(value)
             else:
                 self.metadata[key] = value
+
+    def _set_quality(self, value: object) -> None:
+        try:
+            self.metadata[QUALITY_KEY] = checked_quality(value)
+        except QualityError as err:
+            problem = str(err)
+        else:
+            return
+        _fail(problem)  # outside the except block: one line, no chained exception
 
     def note(self, text: str) -> None:
         """A sentence that belongs in the record and its report (e.g. which dataset stood in for the official one)."""
@@ -182,7 +231,7 @@ class EnergyRecorder:
         log_text = "\n".join(self.log_lines) + "\n"
         if captured:
             log_text += "\n" + captured
-        return Record(
+        record = Record(
             nodeid=self.nodeid,
             backend=self.identity.get("backend") or "custom",
             model=self.identity.get("model"),
@@ -202,3 +251,13 @@ class EnergyRecorder:
             log=log_text,
             attachments=dict(self.attachments),
         )
+        _fill_quality_samples(record)
+        return record
+
+
+def _fill_quality_samples(record: Record) -> None:
+    """A quality figure that did not say how many samples it scored covers the benchmark's queries (declared, else
+    the phases' largest sample count): known only once the phases are in, hence here and not in ``set``."""
+    quality = record.metadata.get(QUALITY_KEY)
+    if isinstance(quality, dict) and quality.get("metric") and quality.get("samples") is None:
+        record.metadata[QUALITY_KEY] = {**quality, "samples": record.query_count()}

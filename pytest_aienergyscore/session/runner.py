@@ -18,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_aienergyscore import quality as task_quality
 from pytest_aienergyscore.backends import Backend, BackendError, LoadRequest, PhaseWork, Prepared, create_backend
 from pytest_aienergyscore.backends.base import BenchmarkRequest
 from pytest_aienergyscore.backends.models import ModelSize, model_size
 from pytest_aienergyscore.meters.gpu_processes import metered_gpus_differ
 from pytest_aienergyscore.records.decode import derive_decode, split_details
+from pytest_aienergyscore.records.quality import QUALITY_KEY, QualityError, no_quality
 from pytest_aienergyscore.records.record import Phase
 from pytest_aienergyscore.report.paths import safe_part, unique_child
 from pytest_aienergyscore.rules.datasets import load_samples
@@ -74,6 +76,7 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
     recorder.set(output_format=backend.output_format)  # the reports' ``format``: whose figures these are
     reporter = ProgressReporter(request.model.rsplit("/", 1)[-1], outside=recorder.session.outside_capture)
+    backend.keep_outputs = wants_outputs(request, protocol)
     if backend.meters_itself:  # e.g. optimum-benchmark meters its own phases: read them, do not meter here
         _run_own_protocol(recorder, backend, request, facts, protocol, reporter)
         return
@@ -103,9 +106,28 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     if recorder.enabled:
         backend.window_hook = recorder.session.meter  # lets a server backend meter a steady-state window in a phase
     backend.warmup(prepared, request.warmup, request.overrides)
+    kept = _metered_repetitions(recorder, backend, prepared, request, protocol, reporter)
+    if recorder.counts.get("input_tokens") is None and prepared.input_tokens is not None:
+        recorder.counts["input_tokens"] = prepared.input_tokens  # counted by the server during the phases (vllm)
+    _summarise_repeats(recorder)
+    readable = backend.readable_outputs(kept) if kept is not None else None  # now that every window is closed
+    score_quality(recorder, request, samples, readable, info.name, info.source == OFFLINE_SOURCE)
+
+
+def _metered_repetitions(
+    recorder: EnergyRecorder,
+    backend: Backend,
+    prepared: Prepared,
+    request: BenchmarkRequest,
+    protocol: Protocol,
+    reporter: ProgressReporter,
+) -> list[Any] | None:
+    """The task's metered phases, ``repeat`` times. Returns the raw outputs the first repetition kept (None when
+    the backend kept none); later repetitions keep nothing, so no more memory is held than one pass's answers."""
+    kept: list[Any] | None = None
     for repetition in range(request.repeat):
         if protocol.is_generative:
-            _generative_phases(recorder, backend, prepared, request, repetition, reporter)
+            work = _generative_phases(recorder, backend, prepared, request, repetition, reporter)
         else:
             phase_name = protocol.phases[-1]
             with (
@@ -116,9 +138,59 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
                 phase.tokens = work.tokens
                 phase.details.update(work.details)
             fail_after_recording(work)
-    if recorder.counts.get("input_tokens") is None and prepared.input_tokens is not None:
-        recorder.counts["input_tokens"] = prepared.input_tokens  # counted by the server during the phases (vllm)
-    _summarise_repeats(recorder)
+        if repetition == 0:
+            kept = work.outputs
+            backend.keep_outputs = False
+    return kept
+
+
+OFFLINE_SOURCE = "offline samples"  # DatasetInfo.source of this project's own sample sets (rules.datasets)
+
+
+def wants_outputs(request: BenchmarkRequest, protocol: Protocol) -> bool:
+    """Whether the backend keeps its answers: the test scores them itself, or a built-in metric can read what this
+    protocol (or variant) yields. Otherwise nothing is kept: no memory held, nothing converted."""
+    return request.quality is not None or task_quality.can_score(request.task.name, protocol.variant)
+
+
+def score_quality(
+    recorder: EnergyRecorder,
+    request: BenchmarkRequest,
+    samples: list[dict[str, Any]] | None,
+    outputs: list[Any] | None,
+    dataset_name: str,
+    offline: bool,
+) -> None:
+    """Score the answers, after the last metered phase, into the record's ``quality``; when nothing could be
+    scored (no metric, no references, no answers kept) the record says why, in ``quality`` and in a note. A test's
+    own function that fails or returns a bad figure fails the benchmark in one line, after its phases were
+    recorded: the energy measured is kept. ``samples`` None: a self-metering backend did not say which samples
+    its outputs answer."""
+    unpaired = no_quality(f"the {recorder.identity.get('backend')} backend did not say which samples it answered")
+    if request.quality is not None:
+        result = unpaired if samples is None else _custom_quality(recorder, request.quality, samples, outputs)
+    elif samples is None and outputs is not None:
+        result = unpaired
+    else:
+        result = task_quality.score_outputs(request.task, samples or [], outputs, dataset_name, offline)
+    recorder.set(**{QUALITY_KEY: result})
+    if result.get("metric") is None:
+        recorder.note(f"quality not scored: {result.get('reason')}")
+
+
+def _custom_quality(
+    recorder: EnergyRecorder,
+    function: Callable[[list[dict[str, Any]], list[Any]], dict[str, Any]],
+    samples: list[dict[str, Any]],
+    outputs: list[Any] | None,
+) -> dict[str, Any]:
+    """The test's own function's figure; its failure is kept in the record (with the reason) before it is raised."""
+    try:  # outputs None: this backend or protocol keeps no answers; the function is told so
+        return task_quality.score_custom(function, samples, outputs)
+    except QualityError as err:
+        recorder.set(**{QUALITY_KEY: no_quality(str(err))})
+        recorder.note(f"quality not scored: {err}")
+        raise  # one line (energy_star reports it); the phases are already in the recorder
 
 
 def fail_after_recording(work: PhaseWork) -> None:
@@ -204,6 +276,14 @@ def _run_own_protocol(
     for phase in result.phases:
         recorder.add_phase(phase)
     _summarise_repeats(recorder)
+    # its answers (when asked for) came back with the result, with the samples they answer; getattr: a third-party
+    # backend's result may have neither
+    outputs = getattr(result, "outputs", None) if backend.keep_outputs else None
+    backend.keep_outputs = False
+    readable = backend.readable_outputs(outputs) if outputs is not None else None
+    offline = recorder.dataset.get("source") == OFFLINE_SOURCE
+    samples = getattr(result, "samples", None) or None
+    score_quality(recorder, request, samples, readable, str(recorder.dataset.get("name")), offline)
 
 
 def _remove_scratch(run_dir: Path, keep_files: bool) -> None:
@@ -222,7 +302,9 @@ def _generative_phases(
     request: BenchmarkRequest,
     repetition: int,
     reporter: ProgressReporter,
-) -> None:
+) -> PhaseWork:
+    """prefill and the whole generation pass metered; decode derived from them. Returns the generation's work,
+    whose outputs (when kept) are the answers."""
     n = len(prepared)
     with (
         reporter.phase("prefill", n) as progress,
@@ -247,6 +329,7 @@ def _generative_phases(
     }
     recorder.add_phase(Phase("decode", decode, n, decode_tokens, repetition, details))
     fail_after_recording(gen_work)
+    return gen_work
 
 
 def _summarise_repeats(recorder: EnergyRecorder) -> None:

@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 from pytest_aienergyscore.gate.baselines import benchmark_entry
 from pytest_aienergyscore.gate.verdicts import GateSettings, compare_entry
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
+from pytest_aienergyscore.records.quality import no_quality
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.exports import (
     BMF_PER_1K,
@@ -27,7 +28,8 @@ from pytest_aienergyscore.report.exports import (
     pytest_benchmark_json,
 )
 from pytest_aienergyscore.report.gate_table import VERDICT_COLUMNS
-from pytest_aienergyscore.report.table import RESULT_COLUMNS
+from pytest_aienergyscore.report.table import QUALITY_NOTE, RESULT_COLUMNS
+from tests.support.quality_records import quality, scored_record
 
 BENCH = """
 def test_one(energy_meter):
@@ -314,3 +316,14 @@ def test_a_carbon_intensity_adds_grams_of_co2e_to_every_file_and_a_note_under_th
     assert carbon["co2e_g"] == pytest.approx(row["co2e_g"]) and carbon["energy_scope"] == "cpu"
     assert carbon["carbon_intensity_source"] == "user-given (--energy-carbon-intensity)"
     assert carbon["phases_co2e_g"]["forward"] == pytest.approx(row["forward_wh"] * 0.4)
+
+
+def test_the_job_summary_has_the_quality_column_and_says_what_a_dash_there_means() -> None:
+    scored = scored_record("org/a", 1.0, quality("accuracy", 0.92, rate=True))
+    unscored = scored_record("org/b", 1.0, no_quality("no references"))
+    lines = markdown_summary([scored, unscored], None, "t").splitlines()
+    [header] = [line for line in lines if line.startswith("| benchmark")]
+    assert "| quality |" in header
+    rows = [line for line in lines if line.startswith("| test_q.py")]
+    assert "| acc 0.92 |" in rows[0] and "| - |" in rows[1]
+    assert f"_{QUALITY_NOTE}_" in lines

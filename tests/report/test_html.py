@@ -14,12 +14,16 @@ import pytest
 from pytest_aienergyscore.cli.main import main as cli_main
 from pytest_aienergyscore.gate.verdicts import GateOutcome, GateSettings, Verdict, write_gate_file
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
+from pytest_aienergyscore.records.quality import no_quality
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.records.store import RecordStore
 from pytest_aienergyscore.report.files import write_session_files
+from pytest_aienergyscore.report.frontier_plot import FRONTIER_FILE
 from pytest_aienergyscore.report.html import HTML_FILE, read_session, render_page, write_session_html
 from pytest_aienergyscore.report.label import LABEL_FILE
 from pytest_aienergyscore.report.plot import PLOT_FILE
+from pytest_aienergyscore.report.quality_view import quality_sort_key
+from tests.support.quality_records import OFFLINE_REFERENCES, quality
 
 pytest.importorskip("PIL.Image", reason="labels are drawn with Pillow: pip install 'pytest-aienergyscore[label]'")
 
@@ -332,3 +336,62 @@ def test_a_session_without_energy_html_or_exports_writes_no_page(bench: pytest.P
     bench.makepyfile(BENCH)
     bench.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
     assert list(bench.path.rglob("*.html")) == []
+
+
+# -- quality beside energy ----------------------------------------------------------------------------------------
+
+NO_REFERENCES = "text_classification: the dataset has no column of labels (looked for label, labels)"
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Path:
+    figures = [
+        quality("spearman", 0.81),
+        quality("spearman", -0.2),
+        quality("accuracy", 0.9, rate=True),
+        no_quality(NO_REFERENCES),
+    ]
+    records = []
+    for number, figure in enumerate(figures):
+        record = _record(f"bench.py::test_{number}", 1.0 + number)
+        record.metadata["quality"] = figure
+        records.append(record)
+    return _session(tmp_path, records)
+
+
+def test_the_quality_column_sorts_by_metric_then_value_with_unscored_rows_last(scored: Path) -> None:
+    text, page = _page(scored)
+    assert len([attrs for attrs in page.all("th") if attrs.get("data-key") == "quality"]) == 1
+    assert 'data-key="quality"><button type="button">quality</button>' in text  # a header that can be clicked
+    view, _ = read_session(scored)
+    keys = [quality_sort_key(record) for record in view.records]
+    assert all(f'data-sort="{key}"' in text for key in keys if key)
+    # the page's script compares these keys as text, blanks last: metrics grouped, values in numeric order
+    order = sorted(range(len(keys)), key=lambda i: (keys[i] == "", keys[i].lower()))
+    assert [view.records[i].nodeid for i in order] == [f"bench.py::test_{n}" for n in (2, 1, 0, 3)]
+
+
+def test_a_benchmark_without_a_quality_figure_shows_the_scorers_reason_in_the_table_and_its_section(
+    scored: Path,
+) -> None:
+    _, page = _page(scored)
+    assert page.words.count(f"none: {NO_REFERENCES}") == 2  # its table cell and its facts
+
+
+def test_each_benchmark_section_gives_its_quality_its_references_and_the_energy_per_correct_answer(
+    scored: Path,
+) -> None:
+    _, page = _page(scored)
+    assert f"accuracy 0.9 (higher is better); on 100 samples; built-in metric; references: {OFFLINE_REFERENCES}" in (
+        page.words
+    )
+    assert "3.333 Wh per 1,000 correct answers (measured)" in page.words  # 3 Wh per 1,000 queries / 0.9 correct
+    assert "spearman 0.81 (higher is better)" in page.words
+
+
+def test_the_energy_against_quality_picture_is_inside_the_page(scored: Path) -> None:
+    pytest.importorskip("matplotlib")
+    _, page = _page(scored)
+    data = (scored / FRONTIER_FILE).read_bytes()
+    assert "Energy against quality" in page.words
+    assert any(img.get("src") == "data:image/png;base64," + base64.b64encode(data).decode() for img in page.all("img"))

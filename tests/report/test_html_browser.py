@@ -135,3 +135,39 @@ def test_a_screenshot_of_the_page_shows_it_drawn(report: Path, tmp_path: Path) -
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50  # text, tables and the labels, not a blank page
     shutil.copyfile(shot, SCREENSHOT)
+
+
+# Three benchmarks that give their own quality (energy_meter.set(quality=...)): two metrics, values out of run order,
+# and one never scored.
+SCORED = """
+def _bench(energy_meter, quality=None):
+    energy_meter.set(model="org/m", task="text_classification")
+    if quality is not None:
+        energy_meter.set(quality=quality)
+    with energy_meter.measure("forward", samples=10):
+        sum(i * i for i in range(20_000))
+
+def test_a(energy_meter):
+    _bench(energy_meter, {"metric": "spearman", "value": 0.81, "higher_is_better": True})
+
+def test_b(energy_meter):
+    _bench(energy_meter)
+
+def test_c(energy_meter):
+    _bench(energy_meter, {"metric": "spearman", "value": -0.2, "higher_is_better": True})
+
+def test_d(energy_meter):
+    _bench(energy_meter, {"metric": "accuracy", "value": 0.9, "higher_is_better": True, "rate": True})
+"""
+
+
+def test_clicking_the_quality_header_groups_metrics_and_orders_values_with_unscored_rows_last(
+    bench: pytest.Pytester, tmp_path: Path
+) -> None:
+    bench.makepyfile(test_scored=SCORED)
+    page = bench.path / "scored.html"
+    bench.runpytest("-p", "no:cacheprovider", f"--energy-html={page}").assert_outcomes(passed=4)
+    ascending = _open(page, tmp_path, "#sort=quality")
+    assert [row.rsplit("::", 1)[-1] for row in ascending.row_ids] == ["test_d", "test_c", "test_a", "test_b"]
+    descending = _open(page, tmp_path, "#sort=-quality")
+    assert [row.rsplit("::", 1)[-1] for row in descending.row_ids] == ["test_a", "test_c", "test_d", "test_b"]

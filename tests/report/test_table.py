@@ -8,18 +8,25 @@ import pytest
 
 from pytest_aienergyscore.gate.verdicts import NO_BASELINE, REGRESSION, GateOutcome, GateSettings, Verdict
 from pytest_aienergyscore.records.figures import DeviceEnergy, Measurement
+from pytest_aienergyscore.records.quality import no_quality
 from pytest_aienergyscore.records.record import Phase, Record
 from pytest_aienergyscore.report.gate_table import gate_markdown, render_gate
 from pytest_aienergyscore.report.table import (
     ELLIPSIS,
+    QUALITY_NOTE,
     TABLE_WIDTH,
     Column,
     markdown_table,
+    quality_cell,
     render,
+    result_columns,
+    rows,
     shorten_middle,
     text_table,
     wrap_cell,
 )
+from tests.records.test_inference_figures import generative
+from tests.support.quality_records import quality, scored_record
 
 COLUMNS = (Column("name"), Column("Wh", numeric=True), Column("note"))
 
@@ -167,3 +174,52 @@ def test_the_results_table_with_a_150_character_model_and_test_id_fits_120_colum
     text = "\n".join(lines)
     for figure in ("preprocess=1.20e-05", "prefill=4.50e-06", "decode=7.80e-06", "estimate", "failed", "comparable"):
         assert figure in text  # wrapped onto more lines, never cut
+
+
+# -- quality beside energy ----------------------------------------------------------------------------------------
+
+
+def test_the_quality_column_appears_only_when_some_benchmark_has_a_quality_figure() -> None:
+    plain = scored_record("org/plain", 2.0, None)
+    assert "quality" not in render([plain])[0]
+    assert "quality" not in render([scored_record("org/unscored", 2.0, no_quality("no references"))])[0]
+    scored = scored_record("org/scored", 1.0, quality("accuracy", 0.9234, rate=True))
+    lines = render([scored, plain])
+    headers = [column.header for column in result_columns([scored, plain])]
+    assert headers[headers.index("Wh/1k queries") + 1] == "quality"
+    assert "acc 0.92" in lines[2]
+    assert lines[3].split()[5] == "-"  # benchmark, device/meter, phase, total, per 1k, then no quality figure
+    assert QUALITY_NOTE in lines
+
+
+def test_each_quality_cell_names_its_metric_so_tasks_with_different_metrics_read_apart() -> None:
+    records = [
+        scored_record("org/minilm", 0.5, quality("spearman", 0.8123), task="sentence_similarity"),
+        scored_record("org/whisper", 3.0, quality("wer", 0.125, higher_is_better=False), task="asr"),
+        scored_record("org/custom", 3.0, quality("a_very_long_custom_metric_name", 123.456, source="custom")),
+    ]
+    cells = [row[5] for row in rows(records)]
+    assert cells == ["spearman 0.81", "WER 0.12", "a_very_…c_name 123"]
+    assert QUALITY_NOTE not in render(records)  # every row has a figure: no dash to explain
+
+
+def test_a_table_with_the_quality_and_per_output_columns_and_a_150_character_model_fits_120_columns() -> None:
+    nodeid = f"bench_models.py::test_energy[{MODEL_150}-text_generation]"
+    generating = Record(nodeid, "pytorch", model=MODEL_150, task="text_generation", phases=generative(), queries=100)
+    generating.metadata["quality"] = quality("rougeL", 0.4321, source="custom")
+    failed = scored_record("org/failed", 2.0, quality("accuracy", 0.5, rate=True))
+    failed.outcome = "failed"
+    lines = render([generating, failed])
+    assert all(len(line) <= TABLE_WIDTH for line in lines), "\n".join(lines)
+    quality_column = lines[0].index("quality")
+    cells = [line[quality_column:].split()[0] for line in lines[2:] if len(line) > quality_column]
+    assert cells == ["ROUGE-L", "0.43", "acc", "0.50"]  # wrapped between metric and figure, never inside either
+    assert "1.800 J/tok" in lines[2]
+
+
+@pytest.mark.parametrize(
+    ("metric", "cell"),
+    [("accuracy", "acc 0.50"), ("exact_match", "EM 0.50"), ("rouge_l", "ROUGE-L 0.50"), ("map", "mAP 0.50")],
+)
+def test_the_built_in_metrics_are_named_in_short_in_the_quality_cell(metric: str, cell: str) -> None:
+    assert quality_cell(scored_record("org/m", 1.0, quality(metric, 0.5))) == cell

@@ -55,6 +55,8 @@ def test_tasks_reading_one_official_dataset_share_its_offline_sample_set() -> No
         "text_generation": "text_generation",
         "reasoning": "text_generation",  # reasoning reads the text generation dataset
         "sentence_similarity": "sentence_similarity",
+        "text_classification": "text_classification",
+        "question_answering": "extractive_qa",  # named after its official dataset, AIEnergyScore/extractive_qa
     }
     for name, spec in TASKS.items():
         if sets[name]:

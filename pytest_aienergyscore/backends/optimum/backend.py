@@ -15,7 +15,9 @@ optimum-benchmark meters its own phases with codecarbon, so the runner's metered
    ``benchmark_report.json`` (kWh per phase and scope) and codecarbon's per-phase files (durations, hardware) into
    :class:`~pytest_aienergyscore.records.record.Phase` objects, with every figure's scope, kind and meter stated
    (:mod:`.results`);
-4. returns the generated config, optimum-benchmark's log and codecarbon's files as attachments for the run folder.
+4. returns the generated config, optimum-benchmark's log and codecarbon's files as attachments for the run folder;
+5. when the runner asks (``keep_outputs``), returns the answers of the pass whose outputs count, which the worker
+   kept by reference and made readable after the scenario ended (:mod:`.outputs`), with the samples they answer.
 
 This module holds only the class the entry point names and the plan of one benchmark; the work is in those modules.
 """
@@ -34,6 +36,7 @@ from pytest_aienergyscore.backends.base import (
     PhaseWork,
     Prepared,
     Progress,
+    ProtocolRefused,
     StartPhase,
 )
 from pytest_aienergyscore.backends.models import count_from_safetensors
@@ -49,6 +52,7 @@ from pytest_aienergyscore.backends.optimum.experiment import (
     transformers4_processor,
 )
 from pytest_aienergyscore.backends.optimum.launch import run_worker
+from pytest_aienergyscore.backends.optimum.outputs import answer_kind, keep_request, read_outputs
 from pytest_aienergyscore.backends.optimum.results import (
     WorkerRun,
     collect_attachments,
@@ -78,6 +82,10 @@ class ProtocolResult:
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     attachments: dict[str, str] = field(default_factory=dict)
+    # the answers of the pass whose outputs count (when the runner asked, see Backend.keep_outputs), readable already,
+    # one per sample in ``samples``' order; ``samples`` are the rows optimum-benchmark ran, for the metrics' references
+    outputs: list[Any] | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 class OptimumBackend(Backend):
@@ -98,7 +106,7 @@ class OptimumBackend(Backend):
         self.model = resolve_model(request)
         self.protocol = request.protocol(self.model.model_type)
         if self.protocol.pre("embed_separately"):
-            raise BackendError(
+            raise ProtocolRefused(
                 f"protocol variant {self.protocol.variant!r} embeds each sentence on its own, which "
                 "optimum-benchmark's energy_star cannot do; use --backend pytorch for it"
             )
@@ -132,12 +140,18 @@ class OptimumBackend(Backend):
         attachments = dataset_attachment(plan.dataset)
         for repetition in range(request.repeat):
             folder = run_dir if request.repeat == 1 else run_dir / f"repetition-{repetition}"
-            run = run_worker(python, plan.config, folder, local_dataset=plan.dataset.local, progress=progress)
+            keep = plan.keep_request() if self.keep_outputs else None
+            run = run_worker(
+                python, plan.config, folder, local_dataset=plan.dataset.local, progress=progress, keep_outputs=keep
+            )
             runs.append(run)
             phases.extend(phases_from_report(run, request.task, plan.config, plan.device, plan.device_ids, repetition))
             prefix = "" if request.repeat == 1 else f"repetition-{repetition}_"
             attachments.update({prefix + name: text for name, text in collect_attachments(folder).items()})
-        return plan.result(runs, phases, attachments)
+        result = plan.result(runs, phases, attachments)
+        if self.keep_outputs:
+            plan.add_outputs(result, run_dir if request.repeat == 1 else run_dir / "repetition-0", runs[0].result)
+        return result
 
     def plan(self, request: BenchmarkRequest, run_dir: Path) -> RunPlan:
         """Everything decided before optimum-benchmark starts: samples, dataset folder, processor, configuration."""
@@ -163,7 +177,7 @@ class OptimumBackend(Backend):
             trust_remote_code=request.trust_remote_code,
             extra=task.chat_template_extra,
         )
-        return RunPlan(task, info, dataset, config, device, device_ids, adapted, self.protocol)
+        return RunPlan(task, info, dataset, config, device, device_ids, adapted, self.protocol, samples)
 
 
 @dataclass
@@ -178,6 +192,21 @@ class RunPlan:
     device_ids: str | None
     adapted_processor: bool
     protocol: Protocol
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def keep_request(self) -> dict[str, Any] | None:
+        """What the worker keeps for quality scoring, or None when the task's protocol gives no readable answer."""
+        kind = answer_kind(self.task, self.protocol)
+        return keep_request(kind, self.samples) if kind else None
+
+    def add_outputs(self, result: ProtocolResult, folder: Path, worker_result: dict[str, Any]) -> None:
+        """The first run's answers and the samples they answer, or a note saying why there are none."""
+        result.samples = self.samples
+        if answer_kind(self.task, self.protocol) is None:
+            return  # nothing was asked for: the runner says why this task has no quality
+        result.outputs, why = read_outputs(folder, worker_result, len(self.samples))
+        if why:
+            result.notes.append(f"no outputs kept for quality: {why}")
 
     def result(self, runs: list[WorkerRun], phases: list[Phase], attachments: dict[str, str]) -> ProtocolResult:
         last = runs[-1]

@@ -44,12 +44,16 @@ def run_worker(
     *,
     local_dataset: bool,
     progress: StartPhase | None = None,
+    keep_outputs: dict[str, Any] | None = None,
 ) -> WorkerRun:
     """Start the worker, wait for it while relaying its progress, and read what it wrote; a failure is one line, the
-    log stays on disk."""
+    log stays on disk. ``keep_outputs`` (what answers to keep) goes into the worker's request only, never into the
+    configuration file written to rerun the scenario without the plugin."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env, offline = worker_env(run_dir, local_dataset)
     request = {**config, "run_dir": str(run_dir), "block_network": offline}
+    if keep_outputs:
+        request["keep_outputs"] = keep_outputs
     relay = None
     if progress is not None:
         relay = ProgressRelay(run_dir / PROGRESS_FILE, progress)

@@ -19,14 +19,17 @@ What it changes in optimum-benchmark, and why:
 - the work of each metered phase is counted as it happens (:mod:`.worker_work`): samples, generate calls
   and the new tokens each produced, model forward calls, images and scheduler steps; a configuration says what was
   asked, not what ran, and the parity tests compare these counts with the pytorch backend's;
+- when the plugin asks (``keep_outputs``), each metered pass's output is kept by reference (:mod:`.worker_outputs`)
+  and made readable once the scenario has ended, into ``outputs.jsonl``, so that quality is scored on the very
+  samples that were metered;
 - each phase's start and its samples as they finish are relayed to the plugin's progress (a bar, or CI log lines)
   through the request's ``progress_file``: one short unbuffered line per event, the only thing the relay does
   inside a metered window.
 
 Files written into the run folder (the current directory is set to it, because codecarbon writes its
 ``<phase>_codecarbon.json`` files there): ``benchmark_config.json``, ``benchmark_report.json``, ``worker_result.json``
-(counts, work per phase, codecarbon hardware, versions) or ``worker_error.json`` (the exception, for a one-line
-failure message).
+(counts, work per phase, codecarbon hardware, versions) and ``outputs.jsonl`` when asked, or ``worker_error.json``
+(the exception, for a one-line failure message).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pytest_aienergyscore.backends.optimum.worker_gpu import (  # stdlib-only at
     gpu_facts,
     note_model_devices,
 )
+from pytest_aienergyscore.backends.optimum.worker_outputs import Keeper  # the same
 from pytest_aienergyscore.backends.optimum.worker_work import ProgressChannel, Work  # the same
 
 RESULT_FILE = "worker_result.json"
@@ -198,6 +202,8 @@ def run(request: dict[str, Any]) -> int:
     work.follow_warmup(EnergyStarScenario)
     work.follow_decoding(GenerationMixin)
     try:
+        if request.get("keep_outputs"):
+            work.keeper = Keeper(request["keep_outputs"])
         scenario = dict(request["scenario"], memory=False, energy=True)
         config = BenchmarkConfig(
             name=request.get("name", "energy_star"),
@@ -225,6 +231,8 @@ def run(request: dict[str, Any]) -> int:
         "versions": _versions(),
         "blocked_connections": list(_blocked),
     }
+    if work.keeper is not None:  # the scenario is over: reading the answers now costs no metered window anything
+        result["outputs"] = work.keeper.write(work.backend, Path.cwd())
     if config.backend.device == "cuda":  # which GPU codecarbon read and which the model ran on, by UUID
         result["gpu"] = gpu_facts(trackers, model_devices)
     _write_json(Path(RESULT_FILE), result)

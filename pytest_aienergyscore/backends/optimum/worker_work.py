@@ -101,6 +101,10 @@ class Work:
         self.phases: dict[str, dict[str, Any]] = {}
         self._loop_tokens: list[int] | None = None
         self._instrumented: set[int] = set()
+        # set when the plugin asks for the answers (.worker_outputs.Keeper): each metered pass's output is handed to
+        # it by reference; the backend is kept so that the answers can be read with its processor once all is over
+        self.keeper: Any = None
+        self.backend: Any = None
 
     def facts(self) -> dict[str, Any]:
         assert self.phase is not None
@@ -162,6 +166,7 @@ class Work:
         if id(backend) in self._instrumented:
             return
         self._instrumented.add(id(backend))
+        self.backend = backend
         for name in ("prefill", "generate"):
             setattr(backend, name, self._counting_generate(getattr(backend, name)))
         backend.forward = self._counting_samples(backend.forward)
@@ -188,6 +193,8 @@ class Work:
             output = method(inputs, kwargs)
             if self.phase is not None:
                 self.samples_done(_rows(inputs))
+                if self.keeper is not None:
+                    self.keeper.keep(self.phase, inputs, output)
             return output
 
         return counted
@@ -204,6 +211,8 @@ class Work:
                 self._loop_tokens = None
             rows = _rows(inputs)
             self.samples_done(rows)
+            if self.keeper is not None:
+                self.keeper.keep(self.phase, inputs, output)
             self.add("generate_calls", 1)
             histogram = self.facts().setdefault("new_tokens_per_sample", {})
             key = str(new) if new is not None else "unknown"

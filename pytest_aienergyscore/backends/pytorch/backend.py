@@ -6,6 +6,8 @@ one sequence, images in RGB), the same generation and call parameters, the same 
 adds (AI Energy Score's): batch size 1; one GPU (never ``device_map="auto"`` across GPUs); fp32, except text
 generation in bf16/fp16 on a GPU; ``trust_remote_code`` off unless asked. Every phase says what it actually did
 (new tokens per sample, forward calls, images, scheduler steps), counted from outputs, never from the configuration.
+When the outputs will be scored (``keep_outputs``), the pass whose outputs count keeps references to each sample's
+answer and nothing more inside the window; decoding, argmax and post-processing wait for ``readable_outputs``.
 Per-task differences live in small task classes (:mod:`.generative`, :mod:`.forward`, :mod:`.diffusion`, sharing
 :mod:`.task`) so that each path is short and testable; this module picks one and wraps it in the backend contract.
 """
@@ -85,10 +87,26 @@ class PytorchBackend(Backend):
                 self.impl.warmup(prepared.inputs[0], runs, overrides)
 
     def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
+        """One phase; when the outputs will be scored, the pass whose outputs count keeps references to each
+        sample's answer (converted only by :meth:`readable_outputs`, after the metered phases)."""
         import torch
 
+        impl = self.impl
+        keep: list[Any] | None = None
+        if self.keep_outputs and impl.has_answers and phase == impl.outputs_phase:
+            keep = []
         with self.model_errors(phase), torch.inference_mode():
-            return self.impl.run(phase, prepared, overrides, progress)
+            work = impl.run(phase, prepared, overrides, progress, keep)
+        work.outputs = keep
+        return work
+
+    def readable_outputs(self, outputs: list[Any]) -> list[Any]:
+        """Decoded text, class and name, answer span, boxes, cosine score or image per sample (formats in the
+        task classes' ``readable``); the conversions run here, after the metered windows closed."""
+        import torch
+
+        with self.model_errors("reading outputs"), torch.inference_mode():
+            return self.impl.readable_outputs(outputs)
 
     @contextlib.contextmanager
     def model_errors(self, phase: str) -> Iterator[None]:

@@ -14,7 +14,17 @@ from pytest_aienergyscore.backends.pytorch.task import PytorchTask, plain_kwargs
 
 
 class Diffusion(PytorchTask):
-    """A diffusers text-to-image pipeline; phase ``call`` makes the protocol's images, one prompt at a time."""
+    """A diffusers text-to-image pipeline; phase ``call`` makes the protocol's images, one prompt at a time.
+
+    Its answers are the images themselves (no built-in metric has references for them; a test's own quality
+    function gets them)."""
+
+    outputs_phase = "call"
+    has_answers = True
+
+    def readable(self, kept: Any) -> Any:
+        """The prompt's image (a PIL image), or its list of images when the call made several."""
+        return kept[0] if len(kept) == 1 else list(kept)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"torch_dtype": self.dtype}
@@ -47,7 +57,9 @@ class Diffusion(PytorchTask):
         for _ in range(runs):
             self.model(first, **kwargs)
 
-    def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
+    def run(
+        self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress, keep: list[Any] | None
+    ) -> PhaseWork:
         if phase != "call":
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
         kwargs = self.protocol.call(overrides)
@@ -56,6 +68,8 @@ class Diffusion(PytorchTask):
             for prompt in prepared.inputs:
                 output = self.model(prompt, **kwargs).images
                 images += len(output)
+                if keep is not None:
+                    keep.append(output)
                 size = size or (list(output[0].size) if output and hasattr(output[0], "size") else None)
                 progress(1)
         details = {

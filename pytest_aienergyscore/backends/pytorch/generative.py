@@ -17,6 +17,9 @@ from pytest_aienergyscore.backends.pytorch.task import PytorchTask, TextTokenMix
 class Generative(PytorchTask):
     """prefill (one new token) and generate (the protocol's tokens) over every sample; decode is derived."""
 
+    outputs_phase = "generate"  # the whole generation pass: prefill's one token is no answer
+    has_answers = True
+
     def generate_kwargs(self, overrides: dict[str, Any], phase: str) -> dict[str, Any]:
         if phase == "prefill":
             kwargs = self.protocol.prefill(overrides)
@@ -33,11 +36,26 @@ class Generative(PytorchTask):
     def processor_tokenizer(self) -> Any:
         return getattr(self.processor, "tokenizer", self.processor)
 
-    def generated_tokens(self, inputs: dict[str, Any], output: Any) -> int:
-        """New tokens per sample: causal LMs echo the prompt, encoder-decoders start with one decoder token."""
+    def prompt_length(self, inputs: dict[str, Any]) -> int:
+        """Leading tokens of a ``generate`` output that are not new: causal LMs echo the prompt, encoder-decoders
+        start with one decoder token. One rule for counting new tokens and for decoding the answer."""
         if self.model.config.is_encoder_decoder:
-            return int(output.shape[-1]) - 1
-        return int(output.shape[-1]) - int(inputs["input_ids"].shape[-1])
+            return 1
+        return int(inputs["input_ids"].shape[-1])
+
+    def generated_tokens(self, inputs: dict[str, Any], output: Any) -> int:
+        """New tokens per sample."""
+        return int(output.shape[-1]) - self.prompt_length(inputs)
+
+    def answer_of(self, inputs: Any, output: Any) -> Any:
+        return inputs, output  # the prompt's length tells where the answer starts; read after the window
+
+    def readable(self, kept: Any) -> str:
+        """The new text only (no prompt, no special tokens), decoded with the model's own tokenizer."""
+        inputs, output = kept
+        new = output[0, self.prompt_length(inputs) :]
+        text: str = self.processor_tokenizer().decode(new.tolist(), skip_special_tokens=True)
+        return text
 
     def warmup(self, first: Any, runs: int, overrides: dict[str, Any]) -> None:
         """energy_star's text-generation warm-up: one full generation, then ``runs`` two-token generations."""
@@ -48,7 +66,9 @@ class Generative(PytorchTask):
         for _ in range(runs):
             self.model.generate(**first, **kwargs)
 
-    def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
+    def run(
+        self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress, keep: list[Any] | None
+    ) -> PhaseWork:
         if phase not in ("prefill", "generate"):
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
         kwargs = self.generate_kwargs(overrides, phase)
@@ -57,6 +77,8 @@ class Generative(PytorchTask):
         for inputs in prepared.inputs:
             output = generate(**inputs, **kwargs)
             per_sample[self.generated_tokens(inputs, output)] += 1
+            if keep is not None:
+                keep.append(self.answer_of(inputs, output))
             progress(1)
         return PhaseWork(
             samples=len(prepared),
@@ -117,10 +139,10 @@ class Seq2Seq(Generative, TextTokenMixin):
 
 
 class SpeechSeq2Seq(Generative):
-    def generated_tokens(self, inputs: dict[str, Any], output: Any) -> int:
+    def prompt_length(self, inputs: dict[str, Any]) -> int:
         """Whisper's ``generate`` strips its decoder prompt (start, language and task tokens): all it returns is new
         (checked against energy_star's own count by the parity tests)."""
-        return int(output.shape[-1])
+        return 0
 
     def load(self) -> None:
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
@@ -158,10 +180,11 @@ class ImageToText(Generative):
     def preprocess(self, samples: list[dict[str, Any]]) -> Prepared:
         return Prepared([self.to_device(self.processor(images=s["image"], return_tensors="pt")) for s in samples])
 
-    def generated_tokens(self, inputs: dict[str, Any], output: Any) -> int:
+    def prompt_length(self, inputs: dict[str, Any]) -> int:
+        """A captioner with a text prompt echoes it; one without starts with its start token."""
         if "input_ids" in inputs and not self.model.config.is_encoder_decoder:
-            return int(output.shape[-1]) - int(inputs["input_ids"].shape[-1])
-        return int(output.shape[-1]) - 1
+            return int(inputs["input_ids"].shape[-1])
+        return 1
 
 
 def _image_text_processor(path: str) -> Any:

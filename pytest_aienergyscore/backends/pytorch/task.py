@@ -19,6 +19,12 @@ from pytest_aienergyscore.rules.protocol import WINDOW_DEFAULT, Protocol
 class PytorchTask:
     """One task's loading, preprocessing and phases. Subclasses override what differs."""
 
+    # The phase whose outputs are a task's answers (the one quality is scored on), and whether this task's pass
+    # yields an answer at all: summarization's one forward and the sentence pair through the base model do not, and
+    # keeping their logits would hold gigabytes for nothing.
+    outputs_phase = "forward"
+    has_answers = False
+
     def __init__(self, request: LoadRequest, path: str, processor_path: str, protocol: Protocol) -> None:
         self.request = request
         self.task = request.task
@@ -71,15 +77,33 @@ class PytorchTask:
         for _ in range(runs):
             self.model(**first)
 
-    def run(self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress) -> PhaseWork:
+    def run(
+        self, phase: str, prepared: Prepared, overrides: dict[str, Any], progress: Progress, keep: list[Any] | None
+    ) -> PhaseWork:
+        """One forward per sample; with ``keep`` (a list), each sample's answer parts are appended to it."""
         if phase != "forward":
             raise BackendError(f"task {self.task.name} has no phase {phase!r}")
         model, calls = self.model, 0
         for inputs in prepared.inputs:
-            model(**inputs)
+            output = model(**inputs)
+            if keep is not None:
+                keep.append(self.answer_of(inputs, output))
             calls += 1
             progress(1)
         return PhaseWork(samples=len(prepared), tokens=prepared.input_tokens, details={"forward_calls": calls})
+
+    def answer_of(self, inputs: Any, output: Any) -> Any:
+        """References to the parts of one sample's inputs and output that hold its answer. This runs inside the
+        metered window, so it only takes references: no copy to the CPU, no argmax, no decoding."""
+        return output
+
+    def readable(self, kept: Any) -> Any:
+        """One kept answer as the quality metrics read it; runs after the metered phases, so it may do real work."""
+        return None
+
+    def readable_outputs(self, kept: list[Any]) -> list[Any]:
+        """Every kept answer, in sample order, as the quality metrics read it."""
+        return [self.readable(answer) for answer in kept]
 
 
 class TextTokenMixin:

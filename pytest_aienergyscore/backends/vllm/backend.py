@@ -12,6 +12,8 @@ without ever being the bottleneck itself:
   time to first token and latency, retries timeouts, 5xx answers and broken streams a bounded number of times with
   back-off, counts what still fails, and with more than one request in flight meters the steady-state window (from
   the moment N requests are in flight until the queue drains) on the meter the runner hands over in ``window_hook``.
+  When the runner keeps outputs for quality, each generate request keeps its stream's raw pieces (one list append
+  per piece); ``readable_outputs`` decodes the answers' text from them once the metered phases are over.
 
 text_generation goes to ``/v1/completions`` with the raw prompt (AI Energy Score's text-generation pipeline applies no
 chat template); reasoning and summarization go to ``/v1/chat/completions``, the reasoning switch as vLLM takes it
@@ -46,7 +48,7 @@ from pytest_aienergyscore.backends.vllm.fields import (
 )
 from pytest_aienergyscore.backends.vllm.load import Load, SteadyState, WindowMeter, run_load
 from pytest_aienergyscore.backends.vllm.server import ServerPlace, is_local_host, locate_server
-from pytest_aienergyscore.backends.vllm.stream import is_count
+from pytest_aienergyscore.backends.vllm.stream import is_count, streamed_text
 from pytest_aienergyscore.backends.vllm.summary import failure_error, phase_details
 from pytest_aienergyscore.rules.protocol import Protocol
 from pytest_aienergyscore.rules.tasks import TaskSpec
@@ -242,6 +244,8 @@ class VllmBackend(Backend):
         steady = SteadyState(f"{phase}-steady-state#{next(_window_ids)}")
         load = Load(len(bodies), self.concurrency, self.window_hook, steady)
         client = self._connected()
+        keep = self.keep_outputs and phase == "generate"  # the whole generation pass is the one whose answers count
+        client.keep_pieces = keep
         started = time.perf_counter()
         try:
             client.call(run_load(load, bodies, progress, client.request))
@@ -249,10 +253,20 @@ class VllmBackend(Backend):
             load.cancel()
             client.cancel_pending()
             raise
+        finally:
+            client.keep_pieces = False
         work = self._phase_work(load, time.perf_counter() - started, bodies)
+        if keep:
+            work.outputs = [r.pieces if r is not None and r.ok else None for r in load.results]
         if work.details.get("prompt_tokens") is not None:
             prepared.input_tokens = work.details["prompt_tokens"]  # the server's count is the one that exists
         return work
+
+    def readable_outputs(self, outputs: list[Any]) -> list[Any]:
+        """Each request's answer text from the stream pieces it kept (None for a request that failed or was never
+        sent: there is no answer to score), decoded only now that the metered phases are over."""
+        secrets = (self._api_key,) if self._api_key else ()
+        return [None if pieces is None else streamed_text(pieces, secrets) for pieces in outputs]
 
     def _connected(self) -> Client:
         if self._client is None:

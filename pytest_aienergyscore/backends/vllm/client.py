@@ -49,6 +49,8 @@ class Client:
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.concurrency = concurrency
+        # set by the backend for the pass whose answers are scored: each request keeps its stream's raw pieces
+        self.keep_pieces = False
         self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop()
         self._session: Any = None
         try:
@@ -160,6 +162,7 @@ class Client:
 
         stream = StreamReader(self.secrets)
         clock = time.perf_counter
+        pieces: list[bytes] | None = [] if self.keep_pieces else None  # per attempt: a retry starts a fresh list
         try:
             async with self._session.post(url, data=body, allow_redirects=False) as response:
                 content = response.content
@@ -168,8 +171,14 @@ class Client:
                     reason = error_message(text, stream.secrets)
                     status = response.status
                     raise RequestFailed(f"HTTP {status}: {reason}", status >= 500 or status in RETRY_STATUSES)
-                while piece := await content.readany():
-                    stream.feed(piece, clock())
+                if pieces is None:
+                    while piece := await content.readany():
+                        stream.feed(piece, clock())
+                else:  # the answer's text is wanted: one append per piece, nothing decoded until the phase is over
+                    keep = pieces.append
+                    while piece := await content.readany():
+                        keep(piece)
+                        stream.feed(piece, clock())
         except asyncio.TimeoutError as err:  # aiohttp's own (connect, per read): the deadline's is raised outside
             raise RequestFailed(f"timed out: {_reason(err)} (--vllm-timeout {self.timeout_s:g} s)", True) from None
         except aiohttp.ClientError as err:
@@ -178,7 +187,9 @@ class Client:
             raise RequestFailed(f"the server reported an error mid-stream: {stream.error}", True)
         if stream.usage is None and stream.first_token is None:
             raise RequestFailed("the answer held no streamed completion (no usage, no token)", False)
-        return checked_result(stream, started, clock(), retries, limit)
+        result = checked_result(stream, started, clock(), retries, limit)
+        result.pieces = pieces
+        return result
 
     # -- the end ----------------------------------------------------------------------------------------------------
     def cancel_pending(self) -> None:

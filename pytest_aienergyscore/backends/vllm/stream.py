@@ -41,6 +41,9 @@ class Result:
     from_usage: bool = True
     retries: int = 0
     error: str | None = None
+    # the stream's raw pieces as they came (references only: nothing is copied or decoded inside the metered window),
+    # kept when the answer's text is wanted afterwards (``streamed_text``); None when not asked for
+    pieces: list[bytes] | None = None
 
 
 def error_message(body: bytes, secrets: tuple[Secret, ...] = ()) -> str:
@@ -257,3 +260,33 @@ def checked_result(
         from_usage=from_usage,
         retries=retries,
     )
+
+
+# -- the text a stream carried, read after the metered phases ---------------------------------------------------------
+def streamed_text(pieces: list[bytes], secrets: tuple[Secret, ...] = ()) -> str:
+    """The answer's text from a stream's raw pieces: each event's ``text`` (completions) or ``delta.content`` (chat)
+    in the order sent. A reasoning model's ``reasoning_content`` is its thinking, not its answer, and is left out.
+    Read only after the phases end, so the JSON decoding the hot path avoids costs nothing metered; ``secrets`` are
+    masked, since whatever a server sent back may repeat the request's key."""
+    data = b"".join(pieces).replace(b"\r\n", b"\n")
+    texts = []
+    for line in data.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            event = json.loads(line[5:].strip())
+        except (ValueError, RecursionError):  # [DONE], or a line that is not JSON
+            continue
+        texts.append(_answer_text(event))
+    return redact("".join(texts), secrets)
+
+
+def _answer_text(event: Any) -> str:
+    """One event's piece of the answer ("" for a role, usage or error chunk)."""
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""
+    choice = choices[0]
+    delta = choice.get("delta")
+    text = choice.get("text") or (delta.get("content") if isinstance(delta, dict) else None)
+    return text if isinstance(text, str) else ""

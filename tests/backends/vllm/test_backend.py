@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,14 @@ from tests.support.servers import (
     fault_proxy,
     files_containing,
     free_port,
-    import_generation_stack,
     not_found_server,
-    start_transformers_serve,
 )
-from tests.support.tiny_models import build_tiny_model
 
 # needed by the benchmark runs below; tests/conftest.py imports them outside pytester's in-process runs
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("aiohttp")
 
-REPO = Path(__file__).resolve().parents[3]
-TINY = REPO / ".cache" / "tiny-models" / "text_generation"
 PROMPTS = [
     "Tell me about the weather in spring.",
     "Write a short poem about a lighthouse keeper who counts ships at night.",
@@ -62,25 +56,9 @@ def test_bench(energy_star):
 """
 
 
-# -- fixtures ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def tiny_lm() -> Path:
-    model = build_tiny_model("text_generation", TINY)
-    import_generation_stack(model)
-    return model
-
-
-@pytest.fixture(scope="session")
-def tserve(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real ``transformers serve`` for the whole session (about 5 s to start), stopped by its pid."""
-    server = start_transformers_serve(tiny_lm, tmp_path_factory.mktemp("tserve") / "server.log")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def project(pytester: pytest.Pytester, model: str, samples: int = 3, task: str = "text_generation", **overrides: Any):
+def project(
+    pytester: pytest.Pytester, model: str, samples: int = 3, task: str = "text_generation", **overrides: Any
+) -> pytest.Pytester:
     """A benchmark file for one task on ``samples`` prompts; 10 new tokens unless overridden."""
     rows = [{"text": PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f" ({i})")} for i in range(samples)]
     dataset = pytester.path / "prompts.jsonl"
@@ -272,7 +250,7 @@ BAD_INPUT = {
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_is_one_line_naming_the_endpoint_before_metering(
-    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, refused_port: int, case: str, monkeypatch
+    bench: pytest.Pytester, tserve: Server, tiny_lm: Path, refused_port: int, case: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "400")
     args, expected = BAD_INPUT[case]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_aienergyscore.backends.vllm.stream import StreamReader
+from pytest_aienergyscore.backends.secret import Secret
+from pytest_aienergyscore.backends.vllm.stream import StreamReader, streamed_text
 
 
 def _sse(events: list[Any], crlf: bool = False) -> bytes:
@@ -67,3 +68,52 @@ def test_error_event_mid_stream_is_seen() -> None:
     reader = StreamReader()
     reader.feed(_sse([{"error": {"message": "EngineCore died", "code": 500}}, b"[DONE]"]), 1.0)
     assert reader.error == "EngineCore died"
+
+
+# -- the answer's text, read from the kept pieces after the phase -----------------------------------------------------
+COMPLETION_WORDS = ["Spring", " rain,", "\n", " été ☀", ' "usage"']
+COMPLETION_STREAM = _sse(
+    [
+        {"choices": [{"index": 0, "text": "", "finish_reason": None}]},
+        *({"choices": [{"index": 0, "text": word, "finish_reason": None}], "usage": None} for word in COMPLETION_WORDS),
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 5}},
+        b"[DONE]",
+    ],
+    crlf=True,
+)
+
+
+@pytest.mark.parametrize("piece", [1, 3, 10_000])
+def test_streamed_text_is_the_completions_words_in_order_whatever_the_pieces(piece: int) -> None:
+    pieces = [COMPLETION_STREAM[i : i + piece] for i in range(0, len(COMPLETION_STREAM), piece)]
+    assert streamed_text(pieces) == 'Spring rain,\n été ☀ "usage"'
+
+
+@pytest.mark.parametrize(("stream", "text"), [(VLLM_STREAM, "aaa"), (TSERVE_STREAM, "aa")])
+def test_streamed_text_reads_the_chat_deltas_of_both_servers(stream: bytes, text: str) -> None:
+    assert streamed_text([stream[:9], stream[9:]]) == text
+
+
+def test_streamed_text_leaves_a_reasoning_models_thinking_out_of_its_answer() -> None:
+    stream = _sse(
+        [
+            {"choices": [{"delta": {"reasoning_content": "Two and two... "}}]},
+            {"choices": [{"delta": {"reasoning": "is four."}}]},
+            {"choices": [{"delta": {"content": "4"}}]},
+            {"error": {"message": "late"}},
+            b"[DONE]",
+        ]
+    )
+    assert streamed_text([stream]) == "4"
+
+
+def test_streamed_text_masks_the_api_key_a_server_repeated() -> None:
+    key = "sk-test-0123-SECRET-value-9876"
+    stream = _sse([{"choices": [{"text": f"your key is {key}."}]}])
+    answer = streamed_text([stream], (Secret(key),))
+    assert key not in answer and answer.startswith("your key is ") and answer.endswith(".")
+
+
+def test_streamed_text_of_a_stream_that_carried_no_text_is_empty() -> None:
+    assert streamed_text([_sse([{"choices": []}, b"[DONE]"])]) == ""
+    assert streamed_text([]) == ""
