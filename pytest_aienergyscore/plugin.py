@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_aienergyscore.config.options import OPTIONS, OptionSpec
+from pytest_aienergyscore.config.options import OPTION_GROUPS, OPTIONS, OptionSpec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,22 +38,26 @@ DESELECTED_KEY = pytest.StashKey[bool]()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 PER_TEST_HOOKS = "aienergyscore-per-test"
 PYTEST_HTML_HOOKS = "aienergyscore-pytest-html"
+SESSION_END_HOOKS = "aienergyscore-session-end"
+XDIST_AUTO_HOOKS = "aienergyscore-xdist-auto"
+SHARD_HOOKS = "aienergyscore-shard"
 GROUP = "aienergyscore"
 YIELDED_FLAGS_KEY = pytest.StashKey[dict[str, str]]()  # our flags that a conftest or another plugin owns -> who
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup(GROUP, "energy benchmarks, AI Energy Score style (pytest-aienergyscore)")
-    for spec in OPTIONS:
-        if spec.twin is not None:  # the plain flag waits for the conftests: see pytest_load_initial_conftests
-            _add_option(group, spec, spec.twin, spec.twin_help())
-        else:
-            _add_option(group, spec, spec.flag, spec.help_text())
-        # typed so that --help says what a key takes; default None keeps "not in the ini file" apart from a value
-        kind: Literal["bool", "linelist", "string"] = (
-            "bool" if spec.is_flag else "linelist" if spec.multiple else "string"
-        )
-        parser.addini(spec.ini, spec.help, kind, None)
+    for name, heading, rows in OPTION_GROUPS:
+        group = parser.getgroup(name, heading)
+        for spec in rows:
+            if spec.twin is not None:  # the plain flag waits for the conftests: see pytest_load_initial_conftests
+                _add_option(group, spec, spec.twin, spec.twin_help())
+            else:
+                _add_option(group, spec, spec.flag, spec.help_text())
+            # typed so that --help says what a key takes; default None keeps "not in the ini file" apart from a value
+            kind: Literal["bool", "linelist", "string"] = (
+                "bool" if spec.is_flag else "linelist" if spec.multiple else "string"
+            )
+            parser.addini(spec.ini, spec.help, kind, None)
 
 
 def _add_option(group: pytest.OptionGroup, spec: OptionSpec, flag: str, help: str) -> None:
@@ -86,7 +90,20 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         elif spec.flag not in owners:
             _add_option(parser.getgroup(GROUP), spec, spec.flag, f"Same as {spec.twin}.")
     early_config.stash[YIELDED_FLAGS_KEY] = owners
+    if getattr(early_config.known_args_namespace, "numprocesses", None) in ("auto", "logical"):
+        early_config.pluginmanager.register(XdistAutoWorkers(), XDIST_AUTO_HOOKS)  # asked before pytest_configure
     return result
+
+
+class XdistAutoWorkers:
+    """Registered only with ``-n auto`` (or ``logical``): a hook at module level costs every pytest start-up."""
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_xdist_auto_num_workers(self, config: pytest.Config) -> int | None:
+        """One worker per visible GPU (NVML is asked only now); None lets pytest-xdist count CPUs."""
+        from pytest_aienergyscore.session.xdist import auto_num_workers
+
+        return auto_num_workers(config)
 
 
 def _claimed(parser: pytest.Parser, flag: str) -> bool:
@@ -112,9 +129,31 @@ def pytest_configure(config: pytest.Config) -> None:
     given = _anything_given(config)
     if given:
         settings_of(config)  # a value given anywhere is checked now: a bad one stops the run before any test
+        _wire_shard(config, settings_of(config))
     distributed = config.pluginmanager.hasplugin("xdist") and _distributed(config)
     if (given and _compares(settings_of(config))) or distributed:
         _start_ci(config, _session(config), distributed)
+
+
+def _wire_shard(config: pytest.Config, settings: Settings) -> None:
+    """--energy-shard: which share this is and where it writes are settled now, so a missing scheduler variable or a
+    share that already finished stops the run before collection; the hooks that keep this share of the collected
+    tests are registered only here (no other run imports them)."""
+    if settings.shard is None:
+        return
+    from pytest_aienergyscore.session.shard_run import ShardError, ShardRun, check_rerun, plan_shard
+
+    try:
+        plan = plan_shard(settings.shard, settings.run_id, os.environ)
+        folder = plan.folder(settings.output_dir)
+        if folder is not None and not hasattr(config, "workerinput") and not config.option.collectonly:
+            check_rerun(folder)
+    except ShardError as err:
+        raise pytest.UsageError(str(err)) from None
+    if folder is not None:
+        _session(config).use_shard_folder(folder, {"run_id": plan.run_id, "index": plan.index, "count": plan.count})
+    shard_run = ShardRun(plan, folder, settings.shard_durations, BENCHMARK_FIXTURES)
+    config.pluginmanager.register(shard_run, SHARD_HOOKS)
 
 
 def _compares(settings: Settings) -> bool:
@@ -204,14 +243,6 @@ def _distributed(config: pytest.Config) -> bool:
     return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto``: one worker per visible GPU (NVML is asked only now); None lets pytest-xdist count CPUs."""
-    from pytest_aienergyscore.session.xdist import auto_num_workers
-
-    return auto_num_workers(config)
-
-
 def _ini(config: pytest.Config, spec: OptionSpec) -> str | bool | list[str] | None:
     """One ini key as pytest typed it (a bool for a flag, the lines of a repeatable option, else the text), or None
     when unset or empty; ``resolve_value`` turns each into what the option's parser takes. pytest's own error for a
@@ -233,6 +264,7 @@ def _session(config: pytest.Config) -> EnergySession:
         from pytest_aienergyscore.session.energy_session import EnergySession
 
         energy = config.stash[SESSION_KEY] = EnergySession(settings_of(config))
+        config.pluginmanager.register(SessionEndHooks(), SESSION_END_HOOKS)
         capture = config.pluginmanager.get_plugin("capturemanager")
         if capture is not None:  # pytest redirects stderr's descriptor in tests: progress lines must get past it
             energy.outside_capture = capture.global_and_fixture_disabled
@@ -425,28 +457,32 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
         items[0].config.stash[DESELECTED_KEY] = True
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Runs after pytest's own teardown of remaining fixtures, so interrupted tests' phases are in by now."""
-    config = session.config
-    energy = config.stash.get(SESSION_KEY, None)
-    if energy is None:
-        return
-    energy.finish(exitstatus)  # with no record it writes nothing, and closes a backend a failed benchmark loaded
-    if energy.records:
-        from pytest_aienergyscore.session.ci import finish_session
+class SessionEndHooks:
+    """The end of a session with energy state: registered when that state is created (``_session``), so that a run
+    without benchmarks pays nothing for these hooks at start-up."""
 
-        baseline, deselected = config.stash.get(BASELINE_KEY, None), config.stash.get(DESELECTED_KEY, False)
-        config.stash[GATE_KEY], config.stash[EXPORTS_KEY] = finish_session(session, energy, baseline, deselected)
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Runs after pytest's own teardown of remaining fixtures, so interrupted tests' phases are in by now."""
+        config = session.config
+        energy = config.stash.get(SESSION_KEY, None)
+        if energy is None:
+            return
+        energy.finish(exitstatus)  # with no record it writes nothing, and closes a backend a failed benchmark loaded
+        if energy.records:
+            from pytest_aienergyscore.session.ci import finish_session
 
+            baseline, deselected = config.stash.get(BASELINE_KEY, None), config.stash.get(DESELECTED_KEY, False)
+            config.stash[GATE_KEY], config.stash[EXPORTS_KEY] = finish_session(session, energy, baseline, deselected)
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    energy = config.stash.get(SESSION_KEY, None)
-    if energy is None or energy.outcome is None or not energy.records:
-        return
-    from pytest_aienergyscore.session.ci import write_summary
+    @pytest.hookimpl(trylast=True)  # after the summaries of plugins and conftests, as when this was registered first
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        energy = config.stash.get(SESSION_KEY, None)
+        if energy is None or energy.outcome is None or not energy.records:
+            return
+        from pytest_aienergyscore.session.ci import write_summary
 
-    write_summary(terminalreporter, energy, config.stash.get(GATE_KEY, None), config.stash.get(EXPORTS_KEY, []))
+        write_summary(terminalreporter, energy, config.stash.get(GATE_KEY, None), config.stash.get(EXPORTS_KEY, []))
 
 
 def __dir__() -> list[str]:

@@ -195,23 +195,29 @@ def _add_run_and_label(sub: Any) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from pytest_aienergyscore.report.merge import write_merged_summary
-    from pytest_aienergyscore.report.table import format_wh
+    """The merged files of several machines or of a sweep's shards; the leaderboard in the terminal, and one warning
+    line per shard that did not finish (the merge still succeeds: what the others measured stands)."""
+    from pytest_aienergyscore.report.merge import write_merged
 
     problems: list[str] = []
     try:
-        runs, json_path, csv_path = write_merged_summary([Path(d) for d in args.folders], Path(args.output), problems)
+        merged = write_merged([Path(d) for d in args.folders], Path(args.output), problems)
     except ValueError as err:
         print(f"aienergyscore merge: {err}", file=sys.stderr)
         return 2
     finally:
         for line in problems:  # a torn record or a damaged report costs only itself
             print(f"aienergyscore merge: warning: {line}", file=sys.stderr)
-    for run in runs:
-        r = run.record
-        figure = format_wh(r.wh_per_1000_queries())
-        print(f"{run.host}  {r.nodeid}  {r.headline_scope()}/{r.meter_name()}  {figure} Wh/1k queries")
-    print(f"merged {len(runs)} benchmark(s) from {len({run.host for run in runs})} host(s): {json_path}, {csv_path}")
+    for line in merged.leaderboard_lines:
+        print(line)
+    for line in merged.warnings:
+        print(f"aienergyscore merge: warning: {line}", file=sys.stderr)
+    for note in merged.notes:
+        print(note)
+    hosts = len({run.host for run in merged.runs})
+    written = [merged.summary_json, merged.summary_csv, merged.leaderboard, merged.plot, merged.html]
+    shown = ", ".join(str(path) for path in written if path is not None)
+    print(f"merged {len(merged.runs)} benchmark(s) from {hosts} host(s): {shown}")
     return 0
 
 
@@ -224,8 +230,16 @@ def _add_compare(sub: Any) -> None:
 
 def _add_merge(sub: Any) -> None:
     """``merge``: one summary from the results folders of several machines."""
-    merge = sub.add_parser("merge", help="combine results folders from several machines into one summary")
-    merge.add_argument("folders", nargs="+", metavar="DIR", help="results folders, session folders or run folders")
+    merge = sub.add_parser(
+        "merge",
+        help="combine results folders from several machines, or a sweep's shards, into one summary and leaderboard",
+    )
+    merge.add_argument(
+        "folders",
+        nargs="+",
+        metavar="DIR",
+        help="results folders, session folders, run folders, or a sweep's run id folder",
+    )
     merge.add_argument("-o", "--output", metavar="OUT", default="merged", help="where to write (default merged/)")
     merge.set_defaults(func=_merge)
 

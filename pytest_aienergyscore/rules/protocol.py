@@ -417,3 +417,16 @@ def markdown_task_table() -> str:
         t5_text = f"{work_per_query(t5)}" + (f", prefix `{prefix}`" if prefix else "") if t5 else ""
         lines.append(f"| `{name}` | {', '.join(protocol.phases)} | {work_per_query(protocol)} | {t5_text} |")
     return "\n".join(lines)
+
+
+def work_units(protocol: Protocol) -> float:
+    """Model passes one query costs, for weighing benchmarks against each other before any has run (fleet shards):
+    a generative task runs its whole generation (``max_new_tokens`` steps, the budget since the length is not
+    known ahead) plus the one-token prefill pass; an image generation runs its denoising steps per image; any other
+    task one forward (two where each sentence of a pair is embedded on its own)."""
+    if protocol.kind == "generate":
+        return float(protocol.generate()["max_new_tokens"] + 1)
+    if protocol.kind == "call":
+        call = protocol.call()
+        return float(call["num_images_per_prompt"] * call["num_inference_steps"])
+    return 2.0 if protocol.pre("embed_separately") else 1.0

@@ -43,6 +43,7 @@ class EnergySession:
         self.is_worker = False
         self.notes: list[str] = []  # lines for the end-of-session table (parallel workers, GPU pinning...)
         self.errors: list[str] = []  # files that could not be written, one line each: the session exits non-zero
+        self.shard: dict[str, Any] | None = None  # {"run_id", "index", "count"} of a fleet sweep's share
         self._unsaved: list[tuple[str, str]] = []  # (test, why) of records records.jsonl could not take
         # Suspends pytest's output capture around a write (set by the plugin), so that progress reaches the terminal.
         self.outside_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
@@ -128,6 +129,12 @@ class EnergySession:
             self._session_dir = unique_child(self.settings.output_dir, self.session_id)
         return self._session_dir
 
+    def use_shard_folder(self, folder: Path, shard: dict[str, Any]) -> None:
+        """A share of a fleet sweep writes into ``<output>/<run id>/shard-<i>-of-<n>``, not a timestamped folder:
+        every shard of the sweep must be found under one run id, each in a folder named after its share."""
+        self._session_dir = folder
+        self.shard = shard
+
     def share_session_dir(self, path: Path) -> None:
         """Use the xdist controller's session folder, so a worker's scratch files land where its results will."""
         self._session_dir = path
@@ -203,6 +210,7 @@ class EnergySession:
         return {
             "session": self.session_id,
             "exit_status": str(exitstatus),
+            **({"shard": self.shard} if self.shard is not None else {}),
             "meter": self.meter_description() if self._meter or self._meter_error else self._recorded_meter(),
             "settings": {
                 "backend": self.settings.backend,

@@ -55,17 +55,21 @@ def test_merge_combines_hosts_into_one_summary_naming_each_host(two_hosts, tmp_p
     out = tmp_path / "merged"
     assert cli_main(["merge", str(a), str(b), "-o", str(out)]) == 0
     rows = _rows(out)
-    assert [(r["host"], r["model"]) for r in rows] == [
-        ("gpu-a", "org/small"),
+    assert [(r["host"], r["model"]) for r in rows] == [  # in test id then host order
         ("gpu-a", "org/large"),
-        ("gpu-b", "org/small"),
         ("gpu-b", "org/large"),
+        ("gpu-a", "org/small"),
+        ("gpu-b", "org/small"),
     ]
     assert all(Path(r["run_folder"]).parent in (a, b) for r in rows)  # each row points at its host's run folder
     assert all(r["archive"].endswith(".zip") for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["hosts"] == ["gpu-a", "gpu-b"] and summary["benchmark_count"] == 4
-    assert "merged 4 benchmark(s) from 2 host(s)" in capsys.readouterr().out
+    assert summary["shards"] == summary["unfinished_shards"] == []  # not a sweep: no shard is missing
+    out_text = capsys.readouterr().out
+    assert "merged 4 benchmark(s) from 2 host(s)" in out_text
+    assert "text_classification, class unknown (4 benchmarks)" in out_text  # the leaderboard, in the terminal
+    assert {p.name for p in out.iterdir()} >= {"leaderboard.md", "report.html", "energy_plot.png"}
 
 
 def test_merge_reads_bare_run_folders_and_counts_each_benchmark_once(two_hosts, tmp_path: Path) -> None:
