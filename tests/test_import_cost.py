@@ -34,6 +34,7 @@ def test_a_session_without_benchmarks_loads_no_meter_or_report_code(pytester) ->
         "pytest_aienergyscore.plugin",
         "pytest_aienergyscore.config",
         "pytest_aienergyscore.config.options",
+        "pytest_aienergyscore.config.option_spec",
         "pytest_aienergyscore.config.parsers",
         "pytest_aienergyscore.config.registry",
         "pytest_aienergyscore.config.settings",
