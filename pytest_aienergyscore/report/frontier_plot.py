@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_aienergyscore.records.atomic import write_if_changed
 from pytest_aienergyscore.records.quality import quality_of
 from pytest_aienergyscore.records.record import Record
+from pytest_aienergyscore.report.plot import write_picture
 from pytest_aienergyscore.rules import leaderboard as score
 from pytest_aienergyscore.rules.comparability import not_comparable_reasons
 from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FRONTIER_FILE = "frontier.png"
-EXTRA = "pytest-aienergyscore[label]"
 BAND_GID = "leaderboard-band"  # the band's id in the figure, so that tests (and readers of an SVG) can find it
 FRONTIER_GID = "frontier"
 MAX_NAMED = 24  # points named in one panel; a session of hundreds of models keeps its points but not every name
@@ -194,18 +193,7 @@ def frontier_png(records: Sequence[Record]) -> bytes | None:
 
 
 def write_frontier(records: Sequence[Record], session_dir: Path) -> tuple[Path | None, str | None]:
-    """(frontier.png or None, note): a picture that cannot be drawn is a note, never a failed session; one that
-    cannot be written raises WriteFailed, as every other result file does."""
+    """(frontier.png or None, note), by the session pictures' one rule (:func:`.plot.write_picture`)."""
     if not any(quality_of(record.metadata) for record in records):
         return None, None  # the common case costs no import
-    try:
-        data = frontier_png(records)
-    except ImportError as err:
-        return None, f"{FRONTIER_FILE} not drawn: matplotlib is not installed ({err}); pip install '{EXTRA}'"
-    except Exception as err:  # a picture must never cost a session its results
-        return None, f"{FRONTIER_FILE} not drawn: {type(err).__name__}: {err}"
-    if data is None:
-        return None, None
-    path = session_dir / FRONTIER_FILE
-    write_if_changed(path, data)
-    return path, None
+    return write_picture(lambda: frontier_png(records), session_dir / FRONTIER_FILE)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,16 +161,21 @@ def draw_plot(records: Sequence[Record], path: Path) -> Path | None:
 
 
 def write_plot(records: Sequence[Record], session_dir: Path) -> tuple[Path | None, str | None]:
-    """(plot path or None, note): a plot that cannot be drawn is a note, never a failed session; a plot that cannot
-    be written raises WriteFailed, as every other result file does."""
+    """(plot path or None, note), by :func:`write_picture`'s rule."""
+    return write_picture(lambda: plot_png(records), session_dir / PLOT_FILE)
+
+
+def write_picture(draw: Callable[[], bytes | None], path: Path) -> tuple[Path | None, str | None]:
+    """(path or None, note): the one rule of every session picture. One that cannot be drawn is a note, never a
+    failed session; nothing to draw (``draw`` gives None) is neither; one that cannot be written raises WriteFailed,
+    as every other result file does."""
     try:
-        data = plot_png(records)
+        data = draw()
     except ImportError as err:
-        return None, f"{PLOT_FILE} not drawn: matplotlib is not installed ({err}); pip install '{EXTRA}'"
+        return None, f"{path.name} not drawn: matplotlib is not installed ({err}); pip install '{EXTRA}'"
     except Exception as err:  # a picture must never cost a session its results
-        return None, f"{PLOT_FILE} not drawn: {type(err).__name__}: {err}"
+        return None, f"{path.name} not drawn: {type(err).__name__}: {err}"
     if data is None:
         return None, None
-    path = session_dir / PLOT_FILE
     write_if_changed(path, data)
     return path, None
