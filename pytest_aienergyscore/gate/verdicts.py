@@ -314,7 +314,7 @@ def evaluate(
         quality, problem = compare_quality(record.nodeid, current, base, gate)
         outcome.verdicts += [quality] if quality is not None else []
         unmatched += [(record.nodeid, problem)] if problem is not None else []
-    _quality_warnings(outcome, unmatched)
+    add_quality_warnings(outcome, unmatched)
     _add_notes(outcome, records, baseline)
     return outcome
 
@@ -322,7 +322,7 @@ def evaluate(
 MAX_QUALITY_WARNINGS = 5  # a baseline saved before quality was kept would otherwise warn once per benchmark
 
 
-def _quality_warnings(outcome: GateOutcome, unmatched: Sequence[tuple[str, str]]) -> None:
+def add_quality_warnings(outcome: GateOutcome, unmatched: Sequence[tuple[str, str]]) -> None:
     """A warning line per benchmark whose quality could not be compared (the first few, then how many more)."""
     for test, problem in unmatched[:MAX_QUALITY_WARNINGS]:
         outcome.notes.append(f"warning: quality of {test} not compared, not a failure: {problem}")

@@ -187,6 +187,52 @@ def test_an_extractive_answer_is_a_span_of_the_context_never_of_the_question() -
     assert keeper.readable(backend) == [answer]
 
 
+DETECTION_SIZES = [(120, 40), (36, 90)]  # [width, height], neither square: a swap moves every box
+
+
+def corners_in_pixels(pred_box: Any, width: int, height: int) -> list[float]:
+    """A DETR box (centre x, centre y, width, height, relative to the image) as [x1, y1, x2, y2] in its pixels."""
+    cx, cy, w, h = (float(v) for v in pred_box)
+    return [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+
+
+def test_detections_come_back_in_each_original_images_pixels_from_the_sizes_the_plugin_sends(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image")
+    path = tiny("object_detection")
+    model = transformers.AutoModelForObjectDetection.from_pretrained(path).eval()
+    processor = transformers.AutoImageProcessor.from_pretrained(path)
+    samples = [{"image": image.new("RGB", size, (30 * i, 200, 90))} for i, size in enumerate(DETECTION_SIZES)]
+    request = json.loads(json.dumps(keep_request("boxes", samples)))  # as the worker reads it from its request file
+    keeper = Keeper(request)
+    predicted = []
+    for sample in samples:  # the model sees only resized pixels: the original size must come from the request
+        inputs = processor(images=sample["image"], return_tensors="pt")
+        with torch.inference_mode():
+            output = model(**inputs)
+        keeper.keep("forward", inputs, output)
+        predicted.append(output.pred_boxes[0])
+    said = keeper.write(SimpleNamespace(pretrained_processor=processor), tmp_path)
+    assert said == {"file": OUTPUTS_FILE, "answer": "boxes", "samples": 2}
+    answers, why = read_outputs(tmp_path, {"outputs": said}, len(samples))
+    assert why is None and answers is not None
+    for answer, boxes, (width, height) in zip(answers, predicted, DETECTION_SIZES, strict=True):
+        assert len(answer["boxes"]) == len(answer["scores"]) == len(answer["labels"]) == model.config.num_queries
+        assert all(0 <= label < len(model.config.id2label) for label in answer["labels"])
+        expected = sorted(corners_in_pixels(box, width, height) for box in boxes)
+        assert sorted(answer["boxes"]) == [pytest.approx(box, abs=1e-3) for box in expected]
+        for x1, y1, x2, y2 in answer["boxes"]:  # each box sits inside its own image, not the transposed one
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+
+
+def test_detections_with_fewer_image_sizes_than_images_are_refused_not_misplaced(tmp_path: Path) -> None:
+    keeper = Keeper({"answer": "boxes", "image_sizes": [[120, 40]]})
+    for _ in range(2):
+        keeper.keep("forward", {}, SimpleNamespace(logits=torch.zeros(1, 5, 4), pred_boxes=torch.full((1, 5, 4), 0.5)))
+    said = keeper.write(SimpleNamespace(pretrained_processor=None), tmp_path)
+    assert said == {"error": "the kept outputs could not be read: ValueError: 2 detections kept for 1 image sizes"}
+    assert not (tmp_path / OUTPUTS_FILE).exists()
+
+
 def test_a_conversion_that_fails_leaves_no_file_and_says_why(tmp_path: Path) -> None:
     keeper = Keeper({"answer": "class"})
     keeper.keep("forward", {}, SimpleNamespace(logits=torch.zeros(1, 3)))
@@ -199,14 +245,16 @@ def test_a_conversion_that_fails_leaves_no_file_and_says_why(tmp_path: Path) -> 
 needs_env = pytest.mark.skipif(not OPTIMUM_PYTHON.exists(), reason=MISSING)
 
 
-def optimum_run(tmp_path: Path, task: str, keep: bool) -> ProtocolResult:
-    data = tmp_path / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"text": p}) + "\n" for p in PROMPTS))
+def optimum_run(tmp_path: Path, task: str, keep: bool, rows: list[dict[str, Any]] | None = None) -> ProtocolResult:
+    """One real optimum-benchmark run of the task's tiny model on ``rows`` (the prompts by default), on the CPU."""
+    rows = rows if rows is not None else [{"text": p} for p in PROMPTS]
+    data = tmp_path / "samples.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     model, spec = str(tiny(task)), get_task(task)
     backend = OptimumBackend()
     backend.keep_outputs = keep
     backend.load(LoadRequest(model, None, spec, "cpu"))
-    request = BenchmarkRequest(spec, model, dataset=str(data), samples=len(PROMPTS), warmup=1)
+    request = BenchmarkRequest(spec, model, dataset=str(data), samples=len(rows), warmup=1)
     return backend.run_protocol(
         request, tmp_path / ("kept" if keep else "plain"), Settings(optimum_python=OPTIMUM_PYTHON)
     )
@@ -252,3 +300,75 @@ def test_optimum_keeps_the_generated_text_without_changing_the_work_counted(tmp_
     kept_work = {p.name: (p.samples, p.tokens) for p in kept.phases}
     assert kept_work == {p.name: (p.samples, p.tokens) for p in plain.phases}
     assert not any("no outputs kept" in note for note in kept.notes)
+
+
+@needs_env
+@pytest.mark.optimum
+def test_optimum_keeps_each_images_boxes_in_order_and_in_that_images_own_pixels(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image")
+    sizes = [(120, 40), (36, 90), (64, 64)]  # [width, height]; the first two would show a swap
+    for index, size in enumerate(sizes):
+        image.new("RGB", size, (60 * index, 180, 40)).save(tmp_path / f"image-{index}.png")
+    result = optimum_run(tmp_path, "object_detection", True, [{"image": f"image-{i}.png"} for i in range(len(sizes))])
+    sent = json.loads((tmp_path / "kept" / "optimum_request.json").read_text())
+    assert sent["keep_outputs"] == {"answer": "boxes", "image_sizes": [list(size) for size in sizes]}
+    assert [row["image"].size for row in result.samples] == sizes
+    assert result.outputs is not None and len(result.outputs) == len(sizes), result.notes
+    path = tiny("object_detection")
+    model = transformers.AutoModelForObjectDetection.from_pretrained(path).eval()
+    processor = transformers.AutoImageProcessor.from_pretrained(path)
+    for answer, sample, (width, height) in zip(result.outputs, result.samples, sizes, strict=True):
+        with torch.inference_mode():
+            boxes = model(**processor(images=sample["image"], return_tensors="pt")).pred_boxes[0]
+        expected = sorted(corners_in_pixels(box, width, height) for box in boxes)
+        assert len(answer["boxes"]) == len(answer["scores"]) == len(answer["labels"]) == model.config.num_queries
+        # transformers 4 there and 5 here resize a little differently (boxes under 0.01 px apart); swapped sizes
+        # would move them by tens of pixels
+        assert sorted(answer["boxes"]) == [pytest.approx(box, abs=0.05) for box in expected]
+        assert all(0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height for x1, y1, x2, y2 in answer["boxes"])
+
+
+@needs_env
+@pytest.mark.optimum
+def test_optimum_keeps_each_questions_answer_in_order_as_a_span_of_its_own_context(tmp_path: Path) -> None:
+    rows = [
+        {"question": "who stays awake", "context": "the lighthouse keeper counts ships at night"},
+        {"question": "what is measured", "context": "energy use of small models on one graphics card"},
+        {"question": "where is paris", "context": "the capital of france is paris on the river seine"},
+    ]
+    result = optimum_run(tmp_path, "question_answering", True, rows)
+    assert result.outputs is not None and len(result.outputs) == len(rows), result.notes
+    model, backend = holder(tiny("question_answering"), transformers.AutoModelForQuestionAnswering)
+    keeper = Keeper({"answer": "span"})
+    for row in rows:
+        inputs = backend.pretrained_processor(row["question"], row["context"], return_tensors="pt", truncation=True)
+        with torch.inference_mode():
+            keeper.keep("forward", inputs, model(**inputs))
+    assert result.outputs == keeper.readable(backend)
+    for answer, row in zip(result.outputs, rows, strict=True):
+        assert isinstance(answer, str) and answer and answer in row["context"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "near", "whole"),
+    [
+        ("keeper c", 14, "keeper counts"),  # cut at its end
+        ("eeper counts", 17, "keeper counts"),  # cut at its start
+        ("lighthouse", 4, "lighthouse"),  # already whole
+        ("ships", 0, "ships"),  # found past where the tokens before it said
+        ("boats", 20, "boats"),  # not in the context: left as decoded
+    ],
+)
+def test_an_extractive_answer_cut_inside_a_word_is_widened_to_the_whole_words_of_its_context(
+    answer: str, near: int, whole: str
+) -> None:
+    from pytest_aienergyscore.backends.optimum.worker_outputs import whole_words
+
+    assert whole_words("the lighthouse keeper counts ships at night", answer, near) == whole
+
+
+def test_an_answer_found_twice_is_widened_where_its_tokens_were() -> None:
+    from pytest_aienergyscore.backends.optimum.worker_outputs import whole_words
+
+    # "count" stands in both "counts" and "countless": the tokens before the span put it in the second word
+    assert whole_words("he counts countless ships", "count", 10) == "countless"
