@@ -27,14 +27,15 @@ if TYPE_CHECKING:
     from pytest_aienergyscore.session.energy_meter import EnergyRecorder
     from pytest_aienergyscore.session.energy_session import EnergySession
 
-SESSION_KEY = pytest.StashKey["EnergySession"]()
-SETTINGS_KEY = pytest.StashKey["Settings"]()
-CONFIGURED_KEY = pytest.StashKey[bool]()  # set unless the run only prints --help or --version
-CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+# Typed in annotations only: StashKey["Settings"]() would build a typing alias at every start-up (~90 k instructions)
+SESSION_KEY: pytest.StashKey[EnergySession] = pytest.StashKey()
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
+CONFIGURED_KEY: pytest.StashKey[bool] = pytest.StashKey()  # set unless the run only prints --help or --version
+CALL_REPORT_KEY: pytest.StashKey[pytest.TestReport] = pytest.StashKey()
 BASELINE_KEY: pytest.StashKey[Baseline | None] = pytest.StashKey()
 GATE_KEY: pytest.StashKey[GateOutcome | None] = pytest.StashKey()
 EXPORTS_KEY: pytest.StashKey[list[Path]] = pytest.StashKey()
-DESELECTED_KEY = pytest.StashKey[bool]()
+DESELECTED_KEY: pytest.StashKey[bool] = pytest.StashKey()
 BENCHMARK_FIXTURES = ("energy_meter", "energy_star")
 PER_TEST_HOOKS = "aienergyscore-per-test"
 PYTEST_HTML_HOOKS = "aienergyscore-pytest-html"
@@ -42,7 +43,7 @@ SESSION_END_HOOKS = "aienergyscore-session-end"
 XDIST_AUTO_HOOKS = "aienergyscore-xdist-auto"
 SHARD_HOOKS = "aienergyscore-shard"
 GROUP = "aienergyscore"
-YIELDED_FLAGS_KEY = pytest.StashKey[dict[str, str]]()  # our flags that a conftest or another plugin owns -> who
+YIELDED_FLAGS_KEY: pytest.StashKey[dict[str, str]] = pytest.StashKey()  # our flags others own -> who
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,10 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 _add_option(group, spec, spec.twin, spec.twin_help())
             else:
                 _add_option(group, spec, spec.flag, spec.help_text())
-            # typed so that --help says what a key takes; default None keeps "not in the ini file" apart from a value
-            kind: Literal["bool", "linelist", "string"] = (
-                "bool" if spec.is_flag else "linelist" if spec.multiple else "string"
-            )
+            # typed so that --help says what a key takes; default None keeps "not in the ini file" apart from a value;
+            # a text key passes no type: pytest reads it as "string" without a named type's checks (13 k instructions)
+            kind: Literal["bool", "linelist"] | None = "bool" if spec.is_flag else "linelist" if spec.multiple else None
             parser.addini(spec.ini, spec.help, kind, None)
 
 
