@@ -81,6 +81,7 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
         _run_own_protocol(recorder, backend, request, facts, protocol, reporter)
         return
     samples, info = load_samples(task, request.dataset, request.samples)
+    backend.keep_outputs = wants_outputs(request, protocol, samples)  # samples without references: nothing to keep
     _record_identity(recorder, request, backend, protocol, facts)
     recorder.set(queries=len(samples))
     if not info.official:
@@ -147,10 +148,11 @@ def _metered_repetitions(
 OFFLINE_SOURCE = "offline samples"  # DatasetInfo.source of this project's own sample sets (rules.datasets)
 
 
-def wants_outputs(request: BenchmarkRequest, protocol: Protocol) -> bool:
+def wants_outputs(request: BenchmarkRequest, protocol: Protocol, samples: list[dict[str, Any]] | None = None) -> bool:
     """Whether the backend keeps its answers: the test scores them itself, or a built-in metric can read what this
-    protocol (or variant) yields. Otherwise nothing is kept: no memory held, nothing converted."""
-    return request.quality is not None or task_quality.can_score(request.task.name, protocol.variant)
+    protocol (or variant) yields and, once the samples are loaded, they carry references. Otherwise nothing is kept:
+    no memory held, nothing converted (text generation on the official prompts keeps nothing)."""
+    return request.quality is not None or task_quality.can_score(request.task.name, protocol.variant, samples)
 
 
 def score_quality(

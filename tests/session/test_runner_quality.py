@@ -204,7 +204,9 @@ def test_scoring_leaves_the_metered_work_exactly_as_without_it(
     task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overrides = star.OVERRIDES.get(task, {})
-    monkeypatch.setattr(runner.task_quality, "can_score", lambda task, variant=None: False)  # as a task without metric
+    monkeypatch.setattr(
+        runner.task_quality, "can_score", lambda task, variant=None, samples=None: False
+    )  # as a task without metric
     plain = benchmark(tmp_path / "plain", monkeypatch, task, repeat=2, overrides=overrides)
     assert plain.metadata["quality"]["metric"] is None  # nothing kept, nothing scored
 
