@@ -22,6 +22,7 @@ from pytest_aienergyscore.report.table import (
     Column,
     format_wh,
     markdown_table,
+    quality_cell,
     text_table,
 )
 from pytest_aienergyscore.rules.model_class import MODEL_CLASSES
@@ -81,12 +82,6 @@ def gpu_cell(environment: Mapping[str, Any]) -> str:
     """The GPUs a benchmark was metered on, by name (``2x NVIDIA H100 80GB HBM3``); ``-`` when no GPU did the work."""
     names = Counter(str(g.get("name") or "unknown GPU") for g in environment.get("gpus") or () if isinstance(g, dict))
     return ", ".join(name if n == 1 else f"{n}x {name}" for name, n in sorted(names.items())) or "-"
-
-
-def quality_cell(record: Record) -> str:
-    """The benchmark's quality figure as ``metric value``; ``-`` when it has none."""
-    quality = quality_of(record.metadata)
-    return f"{quality['metric']} {float(quality['value']):.3g}" if quality else "-"
 
 
 def table_rows(runs: Sequence[HostedRecord], with_quality: bool) -> list[list[str]]:

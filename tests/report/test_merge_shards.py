@@ -171,7 +171,7 @@ def test_a_quality_column_appears_only_in_the_tables_where_a_row_has_quality(tmp
     assert "quality" in headers[0] and "quality" not in headers[1]
     [fast] = [line for line in lines if "org/fast" in line]
     [unscored] = [line for line in lines if "org/x" in line]
-    assert "5/5    accuracy 0.912  gpu/nvml" in fast and "5/5    -               gpu/nvml" in unscored
+    assert "5/5    acc 0.91  gpu/nvml" in fast and "5/5    -         gpu/nvml" in unscored
 
 
 def test_each_sweep_is_checked_against_its_own_shard_count(tmp_path) -> None:
