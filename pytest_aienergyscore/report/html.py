@@ -28,6 +28,7 @@ from pytest_aienergyscore.report.frontier_plot import FRONTIER_FILE
 from pytest_aienergyscore.report.gate_table import VERDICT_COLUMNS, verdict_rows
 from pytest_aienergyscore.report.html_parts import Cell, bullets, esc, facts, page, png_uri, table
 from pytest_aienergyscore.report.label import LABEL_FILE
+from pytest_aienergyscore.report.merge_shards import warning_line
 from pytest_aienergyscore.report.plot import PLOT_FILE
 from pytest_aienergyscore.report.quality_view import per_correct_text, quality_sort_key, quality_text
 from pytest_aienergyscore.report.table import (
@@ -188,6 +189,16 @@ def results_notes(records: Sequence[Record]) -> str:
     footnotes = [line for line in render(records) if line in (INDICATIVE_NOTE, NESTED_NOTE, QUALITY_NOTE)]
     scopes = list(dict.fromkeys(covers(record) for record in records))
     return bullets([*footnotes, *scopes], "")
+
+
+def _unfinished_shards(meta: dict[str, Any]) -> str:
+    """A merged sweep's shards that did not finish, each with its host and what it lacks, above the results: a
+    leaderboard missing some of its benchmarks must say so where it is read, not only in its title."""
+    entries = meta.get("unfinished_shards") or []
+    lines = [warning_line(e) if isinstance(e, dict) else json.dumps(e) for e in entries]
+    if not lines:
+        return ""
+    return f'<section id="unfinished"><h2>Unfinished shards</h2>{bullets(lines, "", "warnings")}</section>'
 
 
 def _results(records: Sequence[Record]) -> str:
@@ -404,6 +415,7 @@ def render_page(view: SessionView) -> str:
         "<header><h1>AI Energy Score report</h1>",
         f'<p class="muted">{esc(" · ".join(intro))}</p>',
         f"<nav>{links}</nav></header>",
+        _unfinished_shards(view.meta),
         _results(view.records),
         comparison,
         '<section id="benchmarks"><h2>Benchmarks</h2>',

@@ -43,6 +43,24 @@ def test_a_shard_whose_file_says_it_did_not_finish_is_named_with_its_host_and_wh
     assert merged.warnings[0].startswith("shard 1 of 3 of run sweep-7 did not finish (on node-b): 2 benchmark(s)")
 
 
+def test_the_merged_html_report_names_each_unfinished_shard_above_its_results(sweep, tmp_path) -> None:
+    merged = write_merged([sweep], tmp_path / "merged")
+    assert merged.html is not None
+    page = merged.html.read_text(encoding="utf-8")
+    section = page[page.index('<section id="unfinished">') : page.index('<section id="results-section">')]
+    assert "shard 1 of 3 of run sweep-7 did not finish (on node-b): 2 benchmark(s) assigned, 1 without a record" in (
+        section
+    )
+    assert "shard 2 of 3 of run sweep-7 did not finish (host unknown)" in section
+
+
+def test_the_merged_html_report_of_a_finished_sweep_has_no_unfinished_section(sweep, tmp_path) -> None:
+    finished = tmp_path / "finished"
+    write_shard(finished, 0, 1, "node-a", [gpu_record(_ids(1)[0], "org/m0", 2.0)])
+    merged = write_merged([finished], tmp_path / "merged")
+    assert merged.html is not None and 'id="unfinished"' not in merged.html.read_text(encoding="utf-8")
+
+
 def test_a_shard_index_with_no_folder_is_named_as_never_started(sweep, tmp_path) -> None:
     merged = write_merged([sweep], tmp_path / "merged")
     summary = _summary(tmp_path / "merged")
