@@ -35,6 +35,8 @@ from pytest_aienergyscore.session.shards import Benchmark, DurationsError, Selec
 
 INDEX_VARIABLES = ("JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")  # Kubernetes Indexed Job, Slurm job array
 FINISHED_EXIT_STATUSES = (0, 1, 5)  # all passed, some failed, nothing collected: the share's work was done
+XDIST_CONTROLLER = "dsession"  # the name pytest-xdist registers its controller's plugin under
+FIRST_WORKER = "gw0"
 
 
 class ShardError(ValueError):
@@ -135,15 +137,29 @@ def start_shard(
     """Create the shard's folder and write shard.json (not finished yet). A dead attempt's records are moved aside
     first, so this attempt's records.jsonl holds only what this attempt measured. ``partition`` is the fingerprint
     of the whole partition: every shard of a sweep must show the same one."""
+    prepare_folder(folder)
+    return write_started(folder, plan, sorted(assigned), expected_cost, partition)
+
+
+def prepare_folder(folder: Path) -> None:
+    """Refuse a share that finished, create its folder and move a dead attempt's records aside: done once, by the
+    process that writes the records, before any test runs."""
     check_rerun(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _set_aside_dead_attempt(folder)
+
+
+def write_started(
+    folder: Path, plan: ShardPlan, assigned: list[str] | None, expected_cost: float | None, partition: str | None
+) -> dict[str, Any]:
+    """shard.json of a share that started and has not finished. ``assigned`` None: not known yet (an xdist
+    controller, whose workers collect; the first of them fills it in)."""
     state: dict[str, Any] = {
         "run_id": plan.run_id,
         "index": plan.index,
         "count": plan.count,
         "host": socket.gethostname(),
-        "assigned": sorted(assigned),
+        "assigned": assigned,
         "expected_cost": expected_cost,
         "partition": partition,
         "started_at": _now(),
@@ -223,13 +239,47 @@ class ShardRun:
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         self.header = self.describe(selection)
-        # xdist workers write nothing; a --collect-only run lists the share without running it, so it starts nothing
-        if self.folder is not None and not hasattr(config, "workerinput") and not config.option.collectonly:
-            mine = [item.nodeid for item in kept if self._is_benchmark(item)]
-            try:
-                self.state = start_shard(self.folder, self.plan, mine, selection.cost, selection.fingerprint)
-            except (ShardError, OSError) as err:  # a share finished meanwhile, or the folder cannot be written
-                raise pytest.UsageError(_one_line(err, self.folder)) from None
+        # a --collect-only run lists the share without running it, so it starts nothing
+        if self.folder is None or config.option.collectonly:
+            return
+        mine = [item.nodeid for item in kept if self._is_benchmark(item)]
+        worker = getattr(config, "workerinput", None)
+        if worker is not None:  # under xdist the controller started the shard; its first worker says what it holds
+            if worker.get("workerid") == FIRST_WORKER:
+                self._fill_in_share(mine, selection)
+            return
+        try:
+            self.state = start_shard(self.folder, self.plan, mine, selection.cost, selection.fingerprint)
+        except (ShardError, OSError) as err:  # a share finished meanwhile, or the folder cannot be written
+            raise pytest.UsageError(_one_line(err, self.folder)) from None
+
+    def _fill_in_share(self, mine: list[str], selection: Selection) -> None:
+        """The controller's shard.json, with this share's benchmarks and cost (every worker collects the same
+        share; a restarted first worker finds them filled in and leaves the file as it is)."""
+        assert self.folder is not None
+        started = read_shard_json(self.folder)
+        if started is None or started.get("assigned") is not None:
+            return
+        filled = {
+            **started,
+            "assigned": sorted(mine),
+            "expected_cost": selection.cost,
+            "partition": selection.fingerprint,
+        }
+        write_json(self.folder / SHARD_FILE, filled, durable=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """An xdist controller collects nothing, so the share starts here, before its workers do: the folder is
+        checked and prepared, and shard.json says started, benchmarks not known yet."""
+        config = session.config
+        if self.folder is None or config.option.collectonly or not config.pluginmanager.has_plugin(XDIST_CONTROLLER):
+            return
+        try:
+            prepare_folder(self.folder)
+            self.state = write_started(self.folder, self.plan, None, None, None)
+        except (ShardError, OSError) as err:
+            raise pytest.UsageError(_one_line(err, self.folder)) from None
 
     def select(self, items: list[pytest.Item]) -> Selection:
         durations = None
@@ -262,8 +312,11 @@ class ShardRun:
         """After every other sessionfinish (our files are written by then): the shard is complete."""
         result = yield
         if self.state is not None and self.folder is not None:
+            # under xdist the first worker filled in the share: finish what is on disk now
+            current = read_shard_json(self.folder) if self.state.get("assigned") is None else None
+            state = current if current is not None and current.get("started_at") == self.state["started_at"] else None
             try:
-                self.state = finish_shard(self.folder, self.state, int(exitstatus))
+                self.state = finish_shard(self.folder, state or self.state, int(exitstatus))
             except OSError as err:  # the results stand; the shard reads as unfinished, so it may be run again
                 sys.stderr.write(f"aienergyscore: {_one_line(err, self.folder)}\n")
         return result

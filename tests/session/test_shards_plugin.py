@@ -183,3 +183,29 @@ def test_a_results_folder_that_cannot_be_made_stops_the_share_in_one_line(bench:
     result = bench.runpytest("-p", "no:cacheprovider", "--energy-shard=0/2", "--energy-run-id=sweep")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: cannot write */results/sweep/shard-0-of-2/shard.json: *"])
+
+
+def test_a_share_run_by_xdist_workers_writes_its_shard_json_and_finishes_it(bench: pytest.Pytester) -> None:
+    """The xdist controller collects nothing: it starts the shard, its first worker fills in the share's
+    benchmarks, and the controller finishes it; a second run of the finished share is refused."""
+    bench.makepyfile(test_mixed=PLAIN_AND_CUSTOM)
+    args = ("-p", "no:cacheprovider", "--energy-shard=0/2", "--energy-run-id=sweep")
+    serial = json.loads(_run_share(bench, args, "serial"))
+    result = bench.runpytest_subprocess(*args, "-n", "2")
+    assert result.ret == 0
+    folder = bench.path / "results" / "sweep" / "shard-0-of-2"
+    state = json.loads((folder / "shard.json").read_text())
+    assert (state["finished"], state["exitstatus"], state["index"], state["count"]) == (True, 0, 0, 2)
+    assert state["assigned"] == serial["assigned"] and state["partition"] == serial["partition"]
+    assert state["expected_cost"] == serial["expected_cost"] and state["assigned"]
+    measured = [record.nodeid for record in RecordStore(folder / RECORDS_FILE)]
+    assert sorted(measured) == state["assigned"]
+    again = bench.runpytest_subprocess(*args, "-n", "2")
+    assert again.ret == pytest.ExitCode.USAGE_ERROR
+    again.stderr.fnmatch_lines(["ERROR: */sweep/shard-0-of-2 already holds a finished shard *"])
+
+
+def _run_share(bench: pytest.Pytester, args: tuple[str, ...], run_id: str) -> str:
+    """The shard.json a serial run of the same share writes, under another run id."""
+    assert bench.runpytest_subprocess(*args[:-1], f"--energy-run-id={run_id}").ret == 0
+    return (bench.path / "results" / run_id / "shard-0-of-2" / "shard.json").read_text()
