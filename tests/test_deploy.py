@@ -1,5 +1,6 @@
-"""The fleet recipes in deploy/ run as written: the manifests parse and agree with themselves, the sbatch script is
-valid bash, and every plugin option they use exists (an option renamed in the plugin fails here, not on a cluster)."""
+"""The fleet recipes in deploy/ run as written: the manifests are valid Kubernetes objects (checked against the API
+schemas kubernetes-validate ships, offline) and agree with themselves, the sbatch script is valid bash, and every
+plugin option they use exists (an option renamed in the plugin fails here, not on a cluster)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -17,6 +19,9 @@ from pytest_aienergyscore.session.shard_run import FINISHED_EXIT_STATUSES
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 KUBE = DEPLOY / "kubernetes"
+MANIFESTS = sorted(KUBE.glob("*.yaml"))
+# deploy/kubernetes/README.md asks for 1.29 or later (backoffLimitPerIndex, podFailurePolicy's FailIndex)
+OLDEST_KUBERNETES = "1.29.0"
 SBATCH = DEPLOY / "slurm" / "sweep.sbatch"
 RECIPES = sorted(p for p in DEPLOY.rglob("*") if p.is_file())
 
@@ -32,6 +37,33 @@ def _documents(name: str) -> list[dict[str, Any]]:
 def _one(name: str, kind: str) -> dict[str, Any]:
     [found] = [doc for doc in _documents(name) if doc["kind"] == kind]
     return found
+
+
+def _schema_problems(document: dict[str, Any], version: str) -> str | None:
+    """None when ``document`` is a valid object of its kind in Kubernetes ``version`` (unknown fields refused)."""
+    try:
+        kubernetes_validate.validate(document, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        return str(err)
+    return None
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, kubernetes_validate.latest_version()])
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_every_manifest_is_a_valid_kubernetes_object_from_the_oldest_version_the_readme_names(
+    manifest: Path, version: str
+) -> None:
+    documents = _documents(manifest.name)
+    assert documents
+    for document in documents:
+        assert _schema_problems(document, version) is None
+
+
+def test_the_schema_check_refuses_a_misspelt_field_and_the_job_on_a_cluster_older_than_the_readme_names(job) -> None:
+    misspelt = {**job, "spec": {**{k: v for k, v in job["spec"].items() if k != "parallelism"}, "paralelism": 2}}
+    assert "'paralelism' was unexpected" in (_schema_problems(misspelt, OLDEST_KUBERNETES) or "")
+    # 1.28 still required onPodConditions in each podFailurePolicy rule: the FailIndex rule is 1.29's
+    assert "podFailurePolicy" in (_schema_problems(job, "1.28.0") or "")
 
 
 @pytest.fixture(scope="module")
