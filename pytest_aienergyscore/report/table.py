@@ -8,7 +8,7 @@ columns once, keeps them from drifting apart: a column that is numeric in the te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_aienergyscore.records.inference_figures import carbon_note, inference_figures
 from pytest_aienergyscore.records.quality import quality_of
@@ -32,6 +32,7 @@ class Column:
     numeric: bool = False
     shorten: bool = False
     wrap_at: str = ""
+    longest: int = 0  # a ``shorten`` column is cut to this even where the table would fit (0: only to fit)
 
 
 def shorten_middle(text: str, width: int) -> str:
@@ -42,6 +43,34 @@ def shorten_middle(text: str, width: int) -> str:
     keep = max(width - len(ELLIPSIS), 0)
     head = (keep + 1) // 2
     return text[:head] + ELLIPSIS + (text[len(text) - keep // 2 :] if keep // 2 else "")
+
+
+def shorten_apart(texts: Sequence[str], width: int) -> list[str]:
+    """Each text cut as :func:`shorten_middle` does, except where two different texts would then read alike (a test
+    and its variant over the same model, ``test_sentence…L6-v2]`` twice): those keep their start and the place where
+    they differ from each other instead of their common end."""
+    short = [shorten_middle(text, width) for text in texts]
+    alike: dict[str, set[str]] = {}
+    for text, cut in zip(texts, short, strict=True):
+        alike.setdefault(cut, set()).add(text)
+    return [
+        _cut_at_difference(text, alike[cut] - {text}, width) if len(alike[cut]) > 1 else cut
+        for text, cut in zip(texts, short, strict=True)
+    ]
+
+
+def _cut_at_difference(text: str, others: set[str], width: int) -> str:
+    """``text``'s start, then the part from where it stops sharing a start with the closest of ``others``."""
+    differs_at = max(_shared_start(text, other) for other in others)
+    head = max((width - len(ELLIPSIS)) // 2, 0)
+    if differs_at <= head:
+        return shorten_middle(text, width)
+    return text[:head] + ELLIPSIS + text[differs_at : differs_at + width - head - len(ELLIPSIS)]
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share from their start."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def wrap_cell(text: str, separator: str, width: int) -> list[str]:
@@ -114,8 +143,16 @@ def text_table(columns: Sequence[Column], body: Sequence[Sequence[str]], max_wid
         return []
     _check_row_lengths(columns, body)
     widths = [max(len(column.header), *(len(row[i]) for row in body)) for i, column in enumerate(columns)]
+    widths = [
+        min(w, max(c.longest, len(c.header))) if c.shorten and c.longest else w
+        for c, w in zip(columns, widths, strict=True)
+    ]
     if max_width is not None:
         widths = _fit_widths(columns, body, widths, max_width)
+    for index, column in enumerate(columns):
+        if column.shorten:
+            cut = shorten_apart([row[index] for row in body], widths[index])
+            body = [(*row[:index], cell, *row[index + 1 :]) for row, cell in zip(body, cut, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -297,8 +334,8 @@ def render(records: Sequence[Record], max_name: int = 48, width: int = TABLE_WID
     """The table as lines, at most ``width`` wide where it can be; empty when nothing was metered. A test id longer
     than ``max_name`` is cut in the middle even when it would fit: the whole id is in the files."""
     table = result_table(records)
-    body = [(shorten_middle(row[0], max_name), *row[1:]) for row in table.rows]
-    columns = table.columns
+    body = table.rows
+    columns = (replace(table.columns[0], longest=max_name), *table.columns[1:])
     lines = text_table(columns, body, max_width=width)
     if not lines:
         return []

@@ -21,6 +21,7 @@ from pytest_aienergyscore.report.table import (
     render,
     result_columns,
     rows,
+    shorten_apart,
     shorten_middle,
     text_table,
     wrap_cell,
@@ -125,6 +126,26 @@ def test_an_id_is_shortened_in_the_middle_keeping_its_start_and_its_end() -> Non
     assert shorten_middle("test_energy[org/model]", 12) == "test_e" + ELLIPSIS + "odel]"
     assert shorten_middle("short", 12) == "short"
     assert len(shorten_middle("x" * 150, 40)) == 40
+
+
+def test_two_ids_that_would_read_alike_once_cut_keep_the_place_where_they_differ() -> None:
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    ids = [f"test_sentence_similarity[{model}]", f"test_sentence_similarity_embed_pair[{model}]", "test_other[m]"]
+    assert shorten_middle(ids[0], 17) == shorten_middle(ids[1], 17)  # what the plain cut did
+    assert shorten_apart(ids, 17) == [
+        "test_sen" + ELLIPSIS + "[sentenc",
+        "test_sen" + ELLIPSIS + "_embed_p",
+        "test_other[m]",
+    ]
+    assert shorten_apart(ids[:1], 17) == [shorten_middle(ids[0], 17)]  # nothing alike: the usual cut
+
+
+def test_the_results_table_tells_a_test_and_its_variant_over_the_same_model_apart() -> None:
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    tests = [f"benchmarks/test_similarity.py::test_sentence_similarity{variant}[{model}]" for variant in ("", "_pair")]
+    lines = render([scored_record(model, 1.0, None, test=test) for test in tests], width=80)
+    names = [line.split("  ")[0] for line in lines[2:4]]
+    assert len(set(names)) == 2 and ELLIPSIS in names[0]
 
 
 def test_a_wrapped_cell_breaks_between_pieces_marks_the_break_and_never_splits_a_figure() -> None:
