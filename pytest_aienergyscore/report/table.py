@@ -123,8 +123,8 @@ def _fit_widths(columns: Sequence[Column], body: Sequence[Sequence[str]], widths
 
 
 def _cell_lines(column: Column, cell: str, width: int) -> list[str]:
-    if column.shorten:
-        return [shorten_middle(cell, width)]
+    if column.shorten:  # already cut to ``width`` by text_table (shorten_apart)
+        return [cell]
     return wrap_cell(cell, column.wrap_at, width) if column.wrap_at and len(cell) > width else [cell]
 
 

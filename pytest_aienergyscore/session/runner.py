@@ -76,8 +76,8 @@ def run_benchmark(recorder: EnergyRecorder, backend_name: str, request: Benchmar
     protocol = backend.protocol or request.load_request().protocol(facts.get("model_type"))
     recorder.set(output_format=backend.output_format)  # the reports' ``format``: whose figures these are
     reporter = ProgressReporter(request.model.rsplit("/", 1)[-1], outside=recorder.session.outside_capture)
-    backend.keep_outputs = wants_outputs(request, protocol)
     if backend.meters_itself:  # e.g. optimum-benchmark meters its own phases: read them, do not meter here
+        backend.keep_outputs = wants_outputs(request, protocol)  # its worker loads the samples
         _run_own_protocol(recorder, backend, request, facts, protocol, reporter)
         return
     samples, info = load_samples(task, request.dataset, request.samples)

@@ -312,11 +312,12 @@ class ShardRun:
         """After every other sessionfinish (our files are written by then): the shard is complete."""
         result = yield
         if self.state is not None and self.folder is not None:
-            # under xdist the first worker filled in the share: finish what is on disk now
-            current = read_shard_json(self.folder) if self.state.get("assigned") is None else None
-            state = current if current is not None and current.get("started_at") == self.state["started_at"] else None
+            if self.state["assigned"] is None:  # an xdist controller: its first worker filled in the share on disk
+                on_disk = read_shard_json(self.folder)
+                if on_disk is not None and on_disk.get("started_at") == self.state["started_at"]:
+                    self.state = on_disk
             try:
-                self.state = finish_shard(self.folder, state or self.state, int(exitstatus))
+                self.state = finish_shard(self.folder, self.state, int(exitstatus))
             except OSError as err:  # the results stand; the shard reads as unfinished, so it may be run again
                 sys.stderr.write(f"aienergyscore: {_one_line(err, self.folder)}\n")
         return result
